@@ -1,0 +1,96 @@
+"""One delivery attempt of one claimed outbox row, and what its outcome does to the row."""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from bridge import outbox
+from bridge.db.models import utcnow
+from bridge.metrics import DELIVERIES
+from bridge.trackdesk import Call, Outcome
+
+if TYPE_CHECKING:
+    from bridge.worker import Worker
+
+log = logging.getLogger("bridge.delivery")
+
+# "Conversion source with the external cid not found" shortly after the link was delivered:
+# Trackdesk may not have indexed the link yet, so retry for a while before giving up.
+EXTERNAL_CID_GRACE = timedelta(minutes=10)
+EXTERNAL_CID_RETRY = timedelta(seconds=30)
+
+
+def _wait_for_slot(worker: Worker) -> bool:
+    """Block until the shared rate limit gives a slot; False when the worker is stopping."""
+    while not worker.stop.is_set():
+        wait = worker.limiter.try_acquire()
+        if wait <= 0:
+            return True
+        worker.stop.wait(min(wait, 1.0))
+    return False
+
+
+def deliver_one(worker: Worker, row: outbox.Claimed, me: str) -> None:
+    """Send one row (respecting the shared rate limit) and record the outcome."""
+    sessions = worker.rt.sessions
+    if not _wait_for_slot(worker):
+        outbox.release(sessions, row, me, utcnow())
+        return
+    call = Call.from_dict(row.call)
+    started = time.monotonic()
+    result = worker.rt.trackdesk.send(call)
+    _record(worker, row, me, result)
+    DELIVERIES.labels(row.kind, result.kind).inc()
+    log.info(
+        "trackdesk call",
+        extra={
+            "outbox_id": row.id,
+            "kind": row.kind,
+            "attempt": row.attempts + 1,
+            "outcome": result.kind,
+            "http_status": result.status,
+            "ms": round((time.monotonic() - started) * 1000, 1),
+        },
+    )
+
+
+def _record(worker: Worker, row: outbox.Claimed, me: str, result: Outcome) -> None:
+    """Apply the outcome: delivered, retry later (pausing all on 429), or dead letter."""
+    sessions = worker.rt.sessions
+    now = utcnow()
+    if result.kind in ("delivered", "already_exists"):
+        outbox.mark_delivered(sessions, row, me, status=result.status, response=result.body, now=now)
+        return
+    if result.kind == "external_cid_not_found" and row.depends_on_delivered_at is not None:
+        if now - row.depends_on_delivered_at < EXTERNAL_CID_GRACE:
+            outbox.mark_retry(
+                sessions, row, me, at=now + EXTERNAL_CID_RETRY, error=result.reason,
+                status=result.status, response=result.body, now=now,
+            )
+            return
+    if result.kind == "retry":
+        if result.retry_after and result.status == 429:
+            worker.limiter.pause(result.retry_after)
+        first = row.first_attempt_at or now
+        decision = worker.policy.decide(
+            attempts=row.attempts + 1,
+            first_attempt_at=first,
+            now=now,
+            retry_after=result.retry_after,
+            rng=worker.rng,
+        )
+        if decision.at is not None:
+            outbox.mark_retry(
+                sessions, row, me, at=decision.at, error=result.reason,
+                status=result.status, response=result.body, now=now,
+            )
+            return
+        reason = f"gave up after {row.attempts + 1} attempts: {result.reason}"
+        outbox.mark_dead(sessions, row, me, error=reason, status=result.status,
+                         response=result.body, now=now)
+        return
+    outbox.mark_dead(sessions, row, me, error=result.reason, status=result.status,
+                     response=result.body, now=now)

@@ -1,0 +1,48 @@
+"""Structured logging to stdout: one JSON object a line (or plain text), never a secret."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+_RESERVED = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+
+
+class JsonFormatter(logging.Formatter):
+    """Render a record and its `extra=` fields as one JSON object."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        data: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        data.update({k: v for k, v in record.__dict__.items() if k not in _RESERVED})
+        if record.exc_info and record.exc_info[0] is not None:
+            data["exc_type"] = record.exc_info[0].__name__
+        return json.dumps(data, default=str)
+
+
+class TextFormatter(logging.Formatter):
+    """`time level logger: message key=value …` for people reading a terminal."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        extra = " ".join(
+            f"{k}={v}" for k, v in record.__dict__.items() if k not in _RESERVED
+        )
+        ts = datetime.fromtimestamp(record.created, UTC).strftime("%H:%M:%S")
+        return f"{ts} {record.levelname.lower()} {record.name}: {record.getMessage()} {extra}".rstrip()
+
+
+def configure_logging(fmt: str = "json", level: int = logging.INFO) -> None:
+    """Send the bridge's logs to stdout in the chosen format (idempotent)."""
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    root = logging.getLogger("bridge")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False

@@ -1,0 +1,211 @@
+"""The outbox: Trackdesk calls stored with the decision that made them, delivered at least once.
+
+States (`Outbox.state`):
+    pending    waiting for its time, its lease, or the call it depends on (a link)
+    delivered  Trackdesk accepted it (or said it already had it): never sent again
+    dead       refused for good, or retried past the limit; kept with the last response
+
+A claimed row carries a lease (`locked_until`, `locked_by`); a worker that dies mid-call leaves
+the lease to expire and another worker takes the row again. PostgreSQL claims with
+`FOR UPDATE SKIP LOCKED` so that concurrent workers never take the same row at once; SQLite
+serialises writers with `BEGIN IMMEDIATE`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.orm import Session, aliased, sessionmaker
+
+from bridge.db import transaction
+from bridge.db.models import Outbox, utcnow
+
+PENDING, DELIVERED, DEAD = "pending", "delivered", "dead"
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A snapshot of one claimed row: what the sender needs, detached from any session."""
+
+    id: int
+    kind: str
+    call: dict[str, Any]
+    attempts: int
+    first_attempt_at: datetime | None
+    depends_on_delivered_at: datetime | None
+
+
+def enqueue(
+    session: Session,
+    kind: str,
+    call: dict[str, Any],
+    *,
+    event_id: str | None = None,
+    conversion_id: int | None = None,
+    depends_on_id: int | None = None,
+    now: datetime | None = None,
+) -> Outbox:
+    """Add one call to the outbox in the caller's transaction."""
+    now = now or utcnow()
+    row = Outbox(
+        kind=kind,
+        call=call,
+        state=PENDING,
+        event_id=event_id,
+        conversion_id=conversion_id,
+        depends_on_id=depends_on_id,
+        attempts=0,
+        next_attempt_at=now,
+        created_at=now,
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def claim(
+    sessions: sessionmaker[Session],
+    worker_id: str,
+    *,
+    limit: int,
+    lease: timedelta,
+    now: datetime | None = None,
+) -> list[Claimed]:
+    """Lease up to `limit` due rows whose dependency was delivered; no two workers share one."""
+    now = now or utcnow()
+    dep = aliased(Outbox)
+    query = (
+        select(Outbox, dep.delivered_at)
+        .outerjoin(dep, dep.id == Outbox.depends_on_id)
+        .where(
+            Outbox.state == PENDING,
+            Outbox.next_attempt_at <= now,
+            or_(Outbox.locked_until.is_(None), Outbox.locked_until < now),
+            or_(Outbox.depends_on_id.is_(None), and_(dep.state == DELIVERED)),
+        )
+        .order_by(Outbox.next_attempt_at, Outbox.id)
+        .limit(limit)
+        .with_for_update(of=Outbox, skip_locked=True)
+    )
+    with transaction(sessions) as session:
+        rows = session.execute(query).all()
+        if not rows:
+            return []
+        ids = [row.id for row, _ in rows]
+        session.execute(
+            update(Outbox)
+            .where(Outbox.id.in_(ids))
+            .values(locked_until=now + lease, locked_by=worker_id)
+        )
+        return [
+            Claimed(
+                id=row.id,
+                kind=row.kind,
+                call=dict(row.call),
+                attempts=row.attempts,
+                first_attempt_at=row.first_attempt_at,
+                depends_on_delivered_at=dep_delivered,
+            )
+            for row, dep_delivered in rows
+        ]
+
+
+def _finish(
+    sessions: sessionmaker[Session], row_id: int, worker_id: str, values: dict[str, Any]
+) -> bool:
+    """Record an attempt's result if this worker still holds the lease."""
+    with transaction(sessions) as session:
+        result = session.execute(
+            update(Outbox)
+            .where(Outbox.id == row_id, Outbox.locked_by == worker_id, Outbox.state == PENDING)
+            .values(locked_until=None, locked_by=None, **values)
+            .execution_options(synchronize_session=False)
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def mark_delivered(
+    sessions: sessionmaker[Session],
+    row: Claimed,
+    worker_id: str,
+    *,
+    status: int | None,
+    response: str | None,
+    now: datetime,
+) -> bool:
+    """The call reached Trackdesk: never send it again."""
+    return _finish(
+        sessions,
+        row.id,
+        worker_id,
+        {
+            "state": DELIVERED,
+            "delivered_at": now,
+            "attempts": row.attempts + 1,
+            "first_attempt_at": row.first_attempt_at or now,
+            "last_status": status,
+            "last_response": response,
+            "last_error": None,
+        },
+    )
+
+
+def mark_retry(
+    sessions: sessionmaker[Session],
+    row: Claimed,
+    worker_id: str,
+    *,
+    at: datetime,
+    error: str,
+    status: int | None,
+    response: str | None,
+    now: datetime,
+) -> bool:
+    """A transient failure: try again at `at`."""
+    return _finish(
+        sessions,
+        row.id,
+        worker_id,
+        {
+            "next_attempt_at": at,
+            "attempts": row.attempts + 1,
+            "first_attempt_at": row.first_attempt_at or now,
+            "last_error": error,
+            "last_status": status,
+            "last_response": response,
+        },
+    )
+
+
+def mark_dead(
+    sessions: sessionmaker[Session],
+    row: Claimed,
+    worker_id: str,
+    *,
+    error: str,
+    status: int | None,
+    response: str | None,
+    now: datetime,
+) -> bool:
+    """A permanent refusal (or retries exhausted): keep it with the response, for replay."""
+    return _finish(
+        sessions,
+        row.id,
+        worker_id,
+        {
+            "state": DEAD,
+            "attempts": row.attempts + 1,
+            "first_attempt_at": row.first_attempt_at or now,
+            "last_error": error,
+            "last_status": status,
+            "last_response": response,
+        },
+    )
+
+
+def release(sessions: sessionmaker[Session], row: Claimed, worker_id: str, at: datetime) -> bool:
+    """Give a claimed row back unsent (rate limit or shutdown), due again at `at`."""
+    return _finish(sessions, row.id, worker_id, {"next_attempt_at": at})

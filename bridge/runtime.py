@@ -1,0 +1,67 @@
+"""The process's long-lived objects: settings, database, mapping file, verifiers, Trackdesk client.
+
+One `Runtime` is built per process (web or worker) after settings are validated, and handed to
+whatever needs it; tests build their own with injected settings.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from bridge.db import default_sqlite_url, make_engine, make_sessionmaker
+from bridge.mapping import MappingConfig, load_mapping
+from bridge.settings import Settings
+from bridge.signatures import GenericVerifier, StripeVerifier
+from bridge.trackdesk import TrackdeskClient
+
+
+@dataclass
+class Runtime:
+    """Settings plus the resources built from them, created once per process."""
+
+    settings: Settings
+    instance_path: Path
+    engine: Engine
+    mapping: MappingConfig
+    wake: threading.Event = field(default_factory=threading.Event)
+
+    @classmethod
+    def build(cls, settings: Settings, instance_path: str | Path = "instance") -> Runtime:
+        """Open the database and load the mapping file named by the settings."""
+        url = settings.database_url or default_sqlite_url(instance_path)
+        engine = make_engine(url, sqlite_synchronous=settings.sqlite_synchronous)
+        return cls(
+            settings=settings,
+            instance_path=Path(instance_path),
+            engine=engine,
+            mapping=load_mapping(settings.config_path),
+        )
+
+    @cached_property
+    def sessions(self) -> sessionmaker[Session]:
+        """The session factory bound to this runtime's engine."""
+        return make_sessionmaker(self.engine)
+
+    @cached_property
+    def stripe_verifier(self) -> StripeVerifier:
+        """Verifies `Stripe-Signature` against every configured secret."""
+        secrets = [s.get_secret_value() for s in self.settings.stripe_webhook_secrets]
+        return StripeVerifier(secrets)
+
+    @cached_property
+    def generic_verifier(self) -> GenericVerifier | None:
+        """Verifies generic webhooks; None when no secret is configured (endpoint off)."""
+        secrets = [s.get_secret_value() for s in self.settings.generic_webhook_secrets]
+        return GenericVerifier(secrets) if secrets else None
+
+    @cached_property
+    def trackdesk(self) -> TrackdeskClient:
+        """The one Trackdesk client of this process."""
+        key = self.settings.trackdesk_api_key
+        return TrackdeskClient(self.settings.base_url, key.get_secret_value() if key else None)

@@ -1,0 +1,48 @@
+"""JSON answers for every HTTP error, so no input ever gets an HTML page or a traceback."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+from flask.typing import ResponseReturnValue
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from bridge.errors import BadRequest, StorageUnavailable
+from bridge.web import error
+
+log = logging.getLogger("bridge.web")
+
+_SENTENCES = {
+    400: "The request could not be understood.",
+    404: "There is nothing at this address.",
+    405: "This method is not allowed here.",
+    413: "The request body is over the size limit.",
+}
+
+
+def register_error_handlers(app: Flask) -> None:
+    """JSON for HTTP errors, refused input, storage outages and anything unexpected."""
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def _too_large(exc: RequestEntityTooLarge) -> ResponseReturnValue:
+        return error(_SENTENCES[413], 413)
+
+    @app.errorhandler(HTTPException)
+    def _http(exc: HTTPException) -> ResponseReturnValue:
+        status = exc.code or 500
+        return error(_SENTENCES.get(status, exc.name + "."), status)
+
+    @app.errorhandler(BadRequest)
+    def _bad_request(exc: BadRequest) -> ResponseReturnValue:
+        return error(exc.message, exc.status)
+
+    @app.errorhandler(StorageUnavailable)
+    def _storage(exc: StorageUnavailable) -> ResponseReturnValue:
+        log.error("storage unavailable", extra={"error": exc.__cause__.__class__.__name__})
+        return error(exc.message, 503)
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> ResponseReturnValue:
+        log.exception("unexpected error")
+        return error("The bridge failed to handle this request; it has been logged.", 500)

@@ -1,0 +1,17 @@
+"""`GET /metrics` in Prometheus text format."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from bridge.metrics import render
+from bridge.web import runtime
+
+bp = Blueprint("metrics", __name__)
+
+
+@bp.get("/metrics")
+def metrics() -> Response:
+    """Counters of this process and outbox gauges of the whole bridge."""
+    return Response(render(runtime().engine), mimetype=CONTENT_TYPE_LATEST)

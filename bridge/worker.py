@@ -1,0 +1,105 @@
+"""The delivery worker: turns stored events into outbox rows, then delivers due rows to Trackdesk.
+
+Any number of workers may run against one database. Event processing is serialised by a lock
+(it is quick and only touches the database); delivery runs in a few threads per worker, each
+claiming rows under a lease, taking a slot of the shared rate limit, sending, and recording the
+outcome.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import socket
+import threading
+from datetime import timedelta
+
+from bridge import outbox
+from bridge.db.models import utcnow
+from bridge.delivery import deliver_one
+from bridge.processing import process_pending_events, expire_holds
+from bridge.retry import RetryPolicy
+from bridge.runtime import Runtime
+from bridge.throttle import SharedRateLimit
+
+log = logging.getLogger("bridge.worker")
+
+LEASE = timedelta(seconds=60)  # far longer than the HTTP timeout (10 s), so leases outlive calls
+POLL_SECONDS = 0.25
+
+
+class Worker:
+    """One worker process's loops: event processing plus `threads` delivery loops."""
+
+    def __init__(self, rt: Runtime, *, threads: int = 4, batch: int = 5) -> None:
+        self.rt = rt
+        self.threads = threads
+        self.batch = batch
+        self.id = f"{socket.gethostname()}:{os.getpid()}:{random.randrange(16**6):06x}"
+        self.limiter = SharedRateLimit(rt.sessions, rt.settings.trackdesk_rate_limit)
+        self.policy = RetryPolicy(base=rt.settings.trackdesk_retry_base)
+        self.stop = threading.Event()
+        self.rng = random.Random()
+
+    def process_once(self) -> int:
+        """Process stored events and expired holds; the number of events handled."""
+        handled = process_pending_events(self.rt)
+        expire_holds(self.rt)
+        return handled
+
+    def deliver_once(self, worker_id: str | None = None) -> int:
+        """Claim and deliver one batch of due rows; the number claimed."""
+        me = worker_id or self.id
+        rows = outbox.claim(self.rt.sessions, me, limit=self.batch, lease=LEASE)
+        for index, row in enumerate(rows):
+            if self.stop.is_set():
+                for rest in rows[index:]:
+                    outbox.release(self.rt.sessions, rest, me, utcnow())
+                break
+            deliver_one(self, row, me)
+        return len(rows)
+
+    def run_until_idle(self, max_rounds: int = 1000) -> None:
+        """Tests and `bridge check`: process and deliver until nothing is due now."""
+        for _ in range(max_rounds):
+            if not self.process_once() and not self.deliver_once():
+                return
+
+    def _process_loop(self) -> None:
+        while not self.stop.is_set():
+            try:
+                busy = self.process_once()
+            except Exception:  # keep the loop alive; the row stays unprocessed and is retried
+                log.exception("event processing failed")
+                busy = 0
+            if not busy:
+                self.rt.wake.wait(POLL_SECONDS)
+                self.rt.wake.clear()
+
+    def _deliver_loop(self, index: int) -> None:
+        me = f"{self.id}/{index}"
+        while not self.stop.is_set():
+            try:
+                claimed = self.deliver_once(me)
+            except Exception:
+                log.exception("delivery round failed")
+                claimed = 0
+            if not claimed:
+                self.stop.wait(POLL_SECONDS)
+
+    def run(self) -> None:
+        """Run until `stop` is set (SIGTERM), finishing the call in flight."""
+        log.info("worker started", extra={"worker": self.id, "threads": self.threads})
+        loops = [threading.Thread(target=self._process_loop, name="process", daemon=True)]
+        loops += [
+            threading.Thread(target=self._deliver_loop, args=(i,), name=f"deliver-{i}", daemon=True)
+            for i in range(self.threads)
+        ]
+        for thread in loops:
+            thread.start()
+        self.stop.wait()
+        self.rt.wake.set()
+        for thread in loops:
+            thread.join(timeout=30)
+        log.info("worker stopped", extra={"worker": self.id})
