@@ -19,8 +19,8 @@ def alembic_config(url: str) -> Config:
     return config
 
 
-def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Create or upgrade the schema to `revision` on this engine's database."""
+def upgrade(engine: Engine, revision: str = "heads") -> None:
+    """Create or upgrade the schema to `revision` (every branch head by default)."""
     config = alembic_config(engine.url.render_as_string(hide_password=False))
     with engine.begin() as connection:
         config.attributes["connection"] = connection

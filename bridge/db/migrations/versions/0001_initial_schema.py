@@ -95,6 +95,7 @@ def upgrade() -> None:
         sa.Column("outcome", sa.String(length=40), nullable=True),
         sa.Column("detail", sa.Text(), nullable=True),
         sa.Column("attempts", sa.Integer(), server_default="0", nullable=False),
+        sa.Column("retry_at", sa.DateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("provider", "event_id", name="uq_events_provider_event_id"),
     )

@@ -1,0 +1,1 @@
+"""Placeholder until this provider's handler lands: registers nothing."""
