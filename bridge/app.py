@@ -21,13 +21,14 @@ def create_app(settings: Settings | None = None, *, rt: Runtime | None = None) -
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.json.sort_keys = False  # type: ignore[attr-defined]
     if rt is None:
-        if settings is None:
-            try:
-                settings = load_settings()
-            except ConfigError as exc:
-                print(exc.message, file=sys.stderr)
-                sys.exit(APP_LOAD_ERROR)
-        rt = Runtime.build(settings, app.instance_path)
+        try:
+            rt = Runtime.build(settings or load_settings(), app.instance_path)
+            rt.check()
+        except ConfigError as exc:
+            if settings is not None:
+                raise
+            print(exc.message, file=sys.stderr)
+            sys.exit(APP_LOAD_ERROR)
     configure_logging(rt.settings.log_format)
     app.extensions["bridge"] = rt
     _register(app)

@@ -27,6 +27,7 @@ def _runtime() -> Runtime:
     try:
         settings = load_settings()
         rt = Runtime.build(settings, INSTANCE.resolve())
+        rt.check()
     except ConfigError as exc:
         click.echo(exc.message, err=True)
         sys.exit(2)

@@ -43,8 +43,8 @@ def build_call(rt: Runtime, conv: Conversion) -> Call:
         coupon_codes=list(coupons) if coupons else None,
         status="CONVERSION_STATUS_TEST" if conv.status == "test" else None,
         currency_code=send_currency,
-        currency_field=rt.mapping.currency_field,
-        external_cid_path=rt.mapping.external_cid_conversion_path,
+        currency_field=rt.mapping.currency.field,
+        external_cid_path=rt.mapping.trackdesk.external_cid_conversion_path,
     )
 
 

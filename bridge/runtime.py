@@ -65,3 +65,7 @@ class Runtime:
         """The one Trackdesk client of this process."""
         key = self.settings.trackdesk_api_key
         return TrackdeskClient(self.settings.base_url, key.get_secret_value() if key else None)
+
+    def check(self) -> None:
+        """Build the verifiers now, so that a malformed secret stops start-up, not a request."""
+        _ = self.stripe_verifier, self.generic_verifier
