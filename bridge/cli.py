@@ -150,3 +150,19 @@ def check(send_test: bool) -> None:
     from bridge.checks import run_check
 
     sys.exit(run_check(_runtime(), send_test=send_test, echo=click.echo))
+
+
+@main.command()
+@click.argument("external_cid")
+def token(external_cid: str) -> None:
+    """Print a capture token for EXTERNAL_CID (valid CAPTURE_TOKEN_MAX_AGE seconds)."""
+    from bridge.tokens import CaptureTokens
+
+    try:
+        settings = load_settings()
+        click.echo(CaptureTokens.from_settings(settings).mint(external_cid))
+    except ConfigError as exc:
+        click.echo(exc.message, err=True)
+        sys.exit(2)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="EXTERNAL_CID") from exc
