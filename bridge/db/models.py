@@ -190,3 +190,14 @@ class Throttle(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     slots: Mapped[dict[str, Any]]
     paused_until: Mapped[float] = mapped_column(default=0.0)
+
+
+# --- capture (issue 3) ---
+class CaptureHits(Base):
+    """Requests to `/capture` per client and minute (Unix time // 60), for every web process."""
+
+    __tablename__ = "capture_hits"
+
+    minute: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    client: Mapped[str] = mapped_column(String(64), primary_key=True)
+    hits: Mapped[int] = mapped_column(Integer)
