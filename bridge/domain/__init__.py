@@ -1,0 +1,1 @@
+"""The pure domain: Stripe events in, Trackdesk decisions out; no Flask, database or network."""

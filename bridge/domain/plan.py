@@ -1,0 +1,181 @@
+"""Pure decisions: which conversion type, whether to skip, hold, link and convert a payment."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Literal
+
+from bridge.domain.decisions import (
+    Convert,
+    Hold,
+    Known,
+    LinkCall,
+    LinkDecision,
+    PaymentDecision,
+    Skip,
+    StoredLink,
+    Target,
+)
+from bridge.domain.facts import LinkFact, PaymentFact
+from bridge.domain.money import format_amount
+from bridge.mapping import ConversionCase, MappingConfig
+
+__all__ = [
+    "Convert", "Hold", "Known", "LinkCall", "LinkDecision", "PaymentDecision", "Skip",
+    "StoredLink", "Target", "classify_invoice", "conversion_case", "decide_link",
+    "decide_payment", "external_cid_for", "resolve_external_cid",
+]  # fmt: skip
+
+InvoiceCase = Literal["first", "renewal", "change", "other"]
+
+
+def classify_invoice(billing_reason: str | None, has_prior_paid_invoice: bool) -> InvoiceCase:
+    """Type an invoice by the bridge's own reading; every billing_reason maps to one."""
+    if billing_reason == "subscription_create":
+        return "first"
+    if billing_reason == "subscription_cycle":
+        # Stripe labels the first paid invoice after a trial subscription_cycle too.
+        return "renewal" if has_prior_paid_invoice else "first"
+    if billing_reason == "subscription_update":
+        return "change"
+    return "other"  # manual, subscription_threshold, quote_accept, upcoming, None, anything new
+
+
+def conversion_case(fact: PaymentFact, known: Known) -> ConversionCase:
+    """One-time for checkouts (and invoices a payment-mode checkout created), else by invoice."""
+    if fact.origin == "checkout" or (
+        fact.subscription_id is None and known.invoice_created_by_checkout
+    ):
+        return "one_time"
+    return classify_invoice(fact.billing_reason, known.has_prior_paid_invoice)
+
+
+def external_cid_for(fact: PaymentFact | LinkFact, cfg: MappingConfig) -> str | None:
+    """The external CID the mapping file derives from this payer, if the fact carries it."""
+    source = cfg.attribution.external_cid
+    if source == "customer_id":
+        return fact.customer_id
+    if source == "email":
+        return fact.customer_email
+    key = cfg.attribution.external_cid_metadata_key or ""
+    return fact.metadata.get(key, "").strip() or None
+
+
+def resolve_external_cid(
+    fact: PaymentFact | LinkFact, cfg: MappingConfig, stored: str | None
+) -> str | None:
+    """The stored external CID of a customer wins: Trackdesk knows the customer by it."""
+    if fact.customer_id is None:
+        return external_cid_for(fact, cfg)
+    return stored or external_cid_for(fact, cfg)
+
+
+def decide_payment(
+    fact: PaymentFact,
+    known: Known,
+    cfg: MappingConfig,
+    trackdesk_currency: str | None,
+    *,
+    now: datetime | None = None,
+) -> PaymentDecision:
+    """Skip, hold or convert one payment; `now` past the unattributed hold turns it into a skip."""
+    skipped = _skip(fact, known, cfg)
+    if skipped is not None:
+        return skipped
+    attribution = _attribute(fact, known, cfg, now)
+    if isinstance(attribution, (Skip, Hold)):
+        return attribution
+    target, link = attribution
+    priced = _price(fact, known, cfg, trackdesk_currency)
+    if isinstance(priced, Hold):
+        return priced
+    amount_minor, currency, currency_code = priced
+    case = conversion_case(fact, known)
+    test = not fact.meta.livemode and cfg.payments.test_mode == "test_status"
+    return Convert(
+        case=case,
+        conversion_type_code=cfg.conversion_types.code_for(case),
+        external_id=fact.key,
+        customer_id=fact.customer_id,
+        amount_minor=amount_minor,
+        currency=currency,
+        amount=format_amount(amount_minor, currency),
+        currency_code=currency_code,
+        status="test" if test else None,
+        target=target,
+        link=link,
+    )
+
+
+def decide_link(fact: LinkFact, known: Known, cfg: MappingConfig) -> LinkDecision:
+    """Send a (customer, click id) pair once; guests, opt-outs and known pairs link nothing."""
+    if fact.opted_out or known.customer_opted_out:
+        return Skip("opted_out", 'metadata trackdesk = "false"')
+    if not fact.meta.livemode and cfg.payments.test_mode == "skip":
+        return Skip("test_mode", 'test-mode event and payments.test_mode = "skip"')
+    if fact.click_id is None:
+        return Skip("no_click_id", "no click id on this customer or session")
+    if fact.customer_id is None:
+        return Skip("guest", "guest checkout: its payment converts by click id, nothing to link")
+    external_cid = resolve_external_cid(fact, cfg, known.customer_external_cid)
+    if external_cid is None:
+        return Skip("no_external_cid", f"no {cfg.attribution.external_cid} for the external CID")
+    if known.link is not None and fact.click_id in known.link.click_ids:
+        return Skip("already_linked", "this click id is already linked to this external CID")
+    return LinkCall(external_cid, fact.click_id, fact.customer_id)
+
+
+def _skip(fact: PaymentFact, known: Known, cfg: MappingConfig) -> Skip | None:
+    """The reasons a payment never converts, first match wins."""
+    if known.existing == "converted":
+        return Skip("already_converted", f"{fact.key} already converted")
+    if not fact.meta.livemode and cfg.payments.test_mode == "skip":
+        return Skip("test_mode", 'test-mode payment and payments.test_mode = "skip"')
+    if fact.opted_out or known.customer_opted_out:
+        return Skip("opted_out", 'metadata trackdesk = "false"')
+    if (fact.paid_out_of_band or known.paid_out_of_band) and cfg.payments.out_of_band == "skip":
+        return Skip("out_of_band", 'invoice paid out of band and payments.out_of_band = "skip"')
+    if fact.amount_minor <= 0:
+        return Skip("zero_amount", "nothing commissionable was paid (trial, credit or discount)")
+    return None
+
+
+def _attribute(
+    fact: PaymentFact, known: Known, cfg: MappingConfig, now: datetime | None
+) -> tuple[Target, LinkCall | None] | Skip | Hold:
+    """Whom to credit, and the link to make first; hold while nobody is known yet."""
+    external_cid = resolve_external_cid(fact, cfg, known.customer_external_cid)
+    if fact.click_id is not None:
+        if fact.customer_id is None or external_cid is None:
+            return Target("cid", fact.click_id), None  # a guest converts by click id, links nothing
+        seen = known.link is not None and fact.click_id in known.link.click_ids
+        link = None if seen else LinkCall(external_cid, fact.click_id, fact.customer_id)
+        return Target("external_cid", external_cid), link
+    if known.link is not None:
+        return Target("external_cid", known.link.external_cid), None
+    if fact.customer_id is None and external_cid is None:
+        return Skip("unattributed", "guest checkout without a click id")
+    until = fact.meta.created + timedelta(hours=cfg.attribution.unattributed_hold_hours)
+    if now is not None and now >= until:
+        return Skip("unattributed", f"no click id or link arrived before {until.isoformat()}")
+    return Hold("unattributed", "no click id or link for this customer yet", until)
+
+
+def _price(
+    fact: PaymentFact, known: Known, cfg: MappingConfig, trackdesk_currency: str | None
+) -> tuple[int, str, str | None] | Hold:
+    """Amount, its currency and the currency code to send, after the foreign-currency policy."""
+    account = trackdesk_currency.strip().upper() if trackdesk_currency else None
+    if account is None or fact.currency == account:
+        return fact.amount_minor, fact.currency, None
+    policy = cfg.currency.foreign
+    if policy == "send_currency":
+        return fact.amount_minor, fact.currency, fact.currency
+    if policy == "convert":
+        for fx in (fact.fx, known.fx):
+            if fx and fx.from_currency == fact.currency and fx.to_currency == account:
+                return fx.convert(fact.amount_minor), account, None
+        return Hold("needs_fx", f"paid in {fact.currency}, Trackdesk counts {account}: "
+                    f"waiting for Stripe's {fact.currency}->{account} rate")  # fmt: skip
+    return Hold("foreign_currency", f"paid in {fact.currency} but the Trackdesk account counts "
+                f"{account}; currency.foreign_policy = \"hold\" keeps it for review")  # fmt: skip
