@@ -15,11 +15,14 @@ Other backends use `bridge token EXTERNAL_CID` or `POST /capture/tokens`.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 from bridge.errors import BridgeError
-from bridge.settings import Settings
+
+if TYPE_CHECKING:  # a merchant's app importing mint_capture_token needs no settings
+    from bridge.settings import Settings
 
 # The purpose of a token: a value signed by the same key for anything else fails here.
 CAPTURE_TOKEN_SALT = "trackdesk-bridge.capture-token.v1"  # noqa: S105 (not a secret)
