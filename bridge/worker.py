@@ -4,21 +4,28 @@ Any number of workers may run against one database. Event processing is serialis
 (it is quick and only touches the database); delivery runs in a few threads per worker, each
 claiming rows under a lease, taking a slot of the shared rate limit, sending, and recording the
 outcome.
+
+The lease on claimed rows is `LEASE` (60 s); `BRIDGE_WORKER_LEASE_SECONDS` overrides it, so that
+tests which kill a worker see its rows taken over in seconds. Keep it well above the Trackdesk
+HTTP timeout (10 s) in production: a lease that ends while its call is in flight lets another
+worker send the same call again.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import random
 import socket
 import threading
+from collections.abc import Mapping
 from datetime import timedelta
 
 from bridge import outbox
 from bridge.db.models import utcnow
 from bridge.delivery import deliver_one
-from bridge.processing import process_pending_events, expire_holds
+from bridge.processing import expire_holds, process_pending_events
 from bridge.retry import RetryPolicy
 from bridge.runtime import Runtime
 from bridge.throttle import SharedRateLimit
@@ -26,16 +33,40 @@ from bridge.throttle import SharedRateLimit
 log = logging.getLogger("bridge.worker")
 
 LEASE = timedelta(seconds=60)  # far longer than the HTTP timeout (10 s), so leases outlive calls
+LEASE_ENV = "BRIDGE_WORKER_LEASE_SECONDS"
 POLL_SECONDS = 0.25
+
+
+def lease_from_env(env: Mapping[str, str] | None = None) -> timedelta:
+    """The claim lease: `BRIDGE_WORKER_LEASE_SECONDS` when set to a positive number, else LEASE."""
+    raw = (os.environ if env is None else env).get(LEASE_ENV, "").strip()
+    if not raw:
+        return LEASE
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = math.nan
+    if not math.isfinite(seconds) or seconds <= 0:
+        # An unusable override must not stop delivery: the default is the safe choice.
+        log.warning(
+            "ignoring %s: not a positive number of seconds; using %d s",
+            LEASE_ENV,
+            LEASE.total_seconds(),
+        )
+        return LEASE
+    return timedelta(seconds=seconds)
 
 
 class Worker:
     """One worker process's loops: event processing plus `threads` delivery loops."""
 
-    def __init__(self, rt: Runtime, *, threads: int = 4, batch: int = 5) -> None:
+    def __init__(
+        self, rt: Runtime, *, threads: int = 4, batch: int = 5, lease: timedelta | None = None
+    ) -> None:
         self.rt = rt
         self.threads = threads
         self.batch = batch
+        self.lease = lease if lease is not None else lease_from_env()
         self.id = f"{socket.gethostname()}:{os.getpid()}:{random.randrange(16**6):06x}"
         self.limiter = SharedRateLimit(rt.sessions, rt.settings.trackdesk_rate_limit)
         self.policy = RetryPolicy(base=rt.settings.trackdesk_retry_base)
@@ -51,7 +82,7 @@ class Worker:
     def deliver_once(self, worker_id: str | None = None) -> int:
         """Claim and deliver one batch of due rows; the number claimed."""
         me = worker_id or self.id
-        rows = outbox.claim(self.rt.sessions, me, limit=self.batch, lease=LEASE)
+        rows = outbox.claim(self.rt.sessions, me, limit=self.batch, lease=self.lease)
         for index, row in enumerate(rows):
             if self.stop.is_set():
                 for rest in rows[index:]:
