@@ -15,8 +15,10 @@ from bridge.trackdesk import conversion_call
 def run_check(rt: Runtime, *, send_test: bool, echo: Callable[[str], None]) -> int:
     """Print what was checked; the exit code is 0 when everything answered as it should."""
     s = rt.settings
-    echo(f"trackdesk: {s.base_url} (tenant {s.trackdesk_tenant_id}, "
-         f"revenue origin {s.trackdesk_revenue_origin_id})")
+    echo(
+        f"trackdesk: {s.base_url} (tenant {s.trackdesk_tenant_id}, "
+        f"revenue origin {s.trackdesk_revenue_origin_id})"
+    )
     echo(f"currency: {s.trackdesk_currency or 'not set: amounts are sent as Stripe gives them'}")
     echo(f"status updates: {'on' if s.trackdesk_api_key else 'off (TRACKDESK_API_KEY not set)'}")
     echo(f"mapping file: {s.config_path}")
@@ -25,8 +27,10 @@ def run_check(rt: Runtime, *, send_test: bool, echo: Callable[[str], None]) -> i
             conn.execute(text("SELECT 1"))
             revision = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
     except SQLAlchemyError as exc:
-        echo(f"database: NOT reachable or not migrated ({exc.__class__.__name__}); "
-             "run `bridge db upgrade`")
+        echo(
+            f"database: NOT reachable or not migrated ({exc.__class__.__name__}); "
+            "run `bridge db upgrade`"
+        )
         return 1
     echo(f"database: {rt.engine.dialect.name}, schema {revision}")
     if not send_test:

@@ -119,11 +119,14 @@ def status(as_json: bool) -> None:
     age = snapshot["oldest_pending_seconds"]
     click.echo(f"{'oldest pending':>20}: {'-' if age is None else f'{age:.0f} s'}")
     if snapshot["thin_events"]:
-        click.echo("thin events were stored without their object: set STRIPE_API_KEY, or switch "
-                   "the Stripe endpoint to snapshot payloads")
+        click.echo(
+            "thin events were stored without their object: set STRIPE_API_KEY, or switch "
+            "the Stripe endpoint to snapshot payloads"
+        )
     for dead in snapshot["dead_letters"]:
-        click.echo(f"dead #{dead['id']} {dead['kind']} (event {dead['event_id']}): "
-                   f"{dead['last_error']}")
+        click.echo(
+            f"dead #{dead['id']} {dead['kind']} (event {dead['event_id']}): {dead['last_error']}"
+        )
 
 
 @main.command()

@@ -59,8 +59,13 @@ def queue_conversion(
     """Put the conversion's call in the outbox, after its link call when there is one."""
     now = now or utcnow()
     row = enqueue(
-        session, "conversion", build_call(rt, conv).to_dict(), event_id=conv.event_id,
-        conversion_id=conv.id, depends_on_id=depends_on_id, now=now,
+        session,
+        "conversion",
+        build_call(rt, conv).to_dict(),
+        event_id=conv.event_id,
+        conversion_id=conv.id,
+        depends_on_id=depends_on_id,
+        now=now,
     )
     conv.state = QUEUED
     conv.hold_until = None
@@ -72,12 +77,20 @@ def release_held(
     session: Session, rt: Runtime, *, external_cid: str, link_outbox_id: int, now: datetime
 ) -> int:
     """Queue every conversion held for this customer's attribution, after the link call."""
-    held = session.execute(
-        select(Conversion)
-        .where(Conversion.state == HELD, Conversion.external_cid == external_cid)
-        .order_by(Conversion.id)
-    ).scalars().all()
+    held = (
+        session.execute(
+            select(Conversion)
+            .where(Conversion.state == HELD, Conversion.external_cid == external_cid)
+            .order_by(Conversion.id)
+        )
+        .scalars()
+        .all()
+    )
     for conv in held:
+        blocked = (conv.facts or {}).get("currency_hold")
+        if blocked:  # attributed now, but its currency needs the merchant
+            conv.state, conv.reason, conv.hold_until = BLOCKED, blocked, None
+            continue
         conv.reason = None
         queue_conversion(session, rt, conv, depends_on_id=link_outbox_id, now=now)
     return len(held)
@@ -89,8 +102,9 @@ def expire_holds(session: Session, now: datetime | None = None) -> int:
     result = session.execute(
         update(Conversion)
         .where(Conversion.state == HELD, Conversion.hold_until < now)
-        .values(state=EXPIRED, reason="no attribution arrived within the hold window",
-                updated_at=now)
+        .values(
+            state=EXPIRED, reason="no attribution arrived within the hold window", updated_at=now
+        )
         .execution_options(synchronize_session=False)
     )
     return int(result.rowcount)  # type: ignore[attr-defined]

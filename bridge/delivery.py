@@ -4,23 +4,18 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from bridge import outbox
 from bridge.db.models import utcnow
 from bridge.metrics import DELIVERIES
+from bridge.retry import LinkGracePolicy
 from bridge.trackdesk import Call, Outcome
 
 if TYPE_CHECKING:
     from bridge.worker import Worker
 
 log = logging.getLogger("bridge.delivery")
-
-# "Conversion source with the external cid not found" shortly after the link was delivered:
-# Trackdesk may not have indexed the link yet, so retry for a while before giving up.
-EXTERNAL_CID_GRACE = timedelta(minutes=10)
-EXTERNAL_CID_RETRY = timedelta(seconds=30)
 
 
 def _wait_for_slot(worker: Worker) -> bool:
@@ -62,14 +57,22 @@ def _record(worker: Worker, row: outbox.Claimed, me: str, result: Outcome) -> No
     sessions = worker.rt.sessions
     now = utcnow()
     if result.kind in ("delivered", "already_exists"):
-        outbox.mark_delivered(sessions, row, me, status=result.status, response=result.body, now=now)
+        outbox.mark_delivered(
+            sessions, row, me, status=result.status, response=result.body, now=now
+        )
         return
-    if result.kind == "external_cid_not_found" and row.depends_on_delivered_at is not None:
-        if now - row.depends_on_delivered_at < EXTERNAL_CID_GRACE:
+    if result.kind == "external_cid_not_found":
+        grace = LinkGracePolicy().decide(
+            attempts=row.attempts + 1,
+            link_delivered_at=row.depends_on_delivered_at,
+            now=now,
+            rng=worker.rng,
+        )
+        if grace.at is not None:
             outbox.mark_retry(
-                sessions, row, me, at=now + EXTERNAL_CID_RETRY, error=result.reason,
+                sessions, row, me, at=grace.at, error=result.reason,
                 status=result.status, response=result.body, now=now,
-            )
+            )  # fmt: skip
             return
     if result.kind == "retry":
         if result.retry_after and result.status == 429:
@@ -84,13 +87,21 @@ def _record(worker: Worker, row: outbox.Claimed, me: str, result: Outcome) -> No
         )
         if decision.at is not None:
             outbox.mark_retry(
-                sessions, row, me, at=decision.at, error=result.reason,
-                status=result.status, response=result.body, now=now,
+                sessions,
+                row,
+                me,
+                at=decision.at,
+                error=result.reason,
+                status=result.status,
+                response=result.body,
+                now=now,
             )
             return
         reason = f"gave up after {row.attempts + 1} attempts: {result.reason}"
-        outbox.mark_dead(sessions, row, me, error=reason, status=result.status,
-                         response=result.body, now=now)
+        outbox.mark_dead(
+            sessions, row, me, error=reason, status=result.status, response=result.body, now=now
+        )
         return
-    outbox.mark_dead(sessions, row, me, error=result.reason, status=result.status,
-                     response=result.body, now=now)
+    outbox.mark_dead(
+        sessions, row, me, error=result.reason, status=result.status, response=result.body, now=now
+    )

@@ -55,8 +55,9 @@ def link_customer(
     ).scalar_one_or_none()
     if existing is not None:
         return LinkResult(new=False, link_id=existing.id, outbox_id=existing.outbox_id)
-    link = Link(external_cid=external_cid, cid=cid, source=source, event_id=event_id,
-                created_at=now)
+    link = Link(
+        external_cid=external_cid, cid=cid, source=source, event_id=event_id, created_at=now
+    )
     try:
         with session.begin_nested():  # a concurrent capture of the same pair may win the race
             session.add(link)
@@ -74,7 +75,11 @@ def link_customer(
 
 
 def remember_identity(
-    session: Session, *, stripe_customer_id: str, external_cid: str, email: str | None,
+    session: Session,
+    *,
+    stripe_customer_id: str,
+    external_cid: str,
+    email: str | None,
     now: datetime | None = None,
 ) -> Identity:
     """The external CID a Stripe customer is known by, kept from its first sighting.
@@ -83,8 +88,12 @@ def remember_identity(
     """
     identity = session.get(Identity, stripe_customer_id)
     if identity is None:
-        identity = Identity(stripe_customer_id=stripe_customer_id, external_cid=external_cid,
-                            email=email, created_at=now or utcnow())
+        identity = Identity(
+            stripe_customer_id=stripe_customer_id,
+            external_cid=external_cid,
+            email=email,
+            created_at=now or utcnow(),
+        )
         session.add(identity)
         session.flush()
     return identity

@@ -31,11 +31,11 @@ class TextFormatter(logging.Formatter):
     """`time level logger: message key=value …` for people reading a terminal."""
 
     def format(self, record: logging.LogRecord) -> str:
-        extra = " ".join(
-            f"{k}={v}" for k, v in record.__dict__.items() if k not in _RESERVED
-        )
+        extra = " ".join(f"{k}={v}" for k, v in record.__dict__.items() if k not in _RESERVED)
         ts = datetime.fromtimestamp(record.created, UTC).strftime("%H:%M:%S")
-        return f"{ts} {record.levelname.lower()} {record.name}: {record.getMessage()} {extra}".rstrip()
+        return (
+            f"{ts} {record.levelname.lower()} {record.name}: {record.getMessage()} {extra}".rstrip()
+        )
 
 
 def configure_logging(fmt: str = "json", level: int = logging.INFO) -> None:

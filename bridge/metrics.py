@@ -52,7 +52,8 @@ class OutboxCollector(Collector):
             value=snapshot["oldest_pending_seconds"] or 0.0,
         )
         yield GaugeMetricFamily(
-            "bridge_events_unprocessed", "Stored events not yet processed.",
+            "bridge_events_unprocessed",
+            "Stored events not yet processed.",
             value=snapshot["unprocessed_events"],
         )
 

@@ -51,7 +51,7 @@ def register(provider: str, handler: Handler) -> None:
 
 def _load_handlers() -> None:
     """Import the provider modules, which register themselves."""
-    import bridge.generic_events  # noqa: F401
+    import bridge.generic_events
     import bridge.stripe_events  # noqa: F401
 
 
@@ -59,7 +59,9 @@ def _due_ids(rt: Runtime, now: datetime) -> list[int]:
     with rt.engine.connect() as conn:
         rows = conn.execute(
             select(Event.id)
-            .where(Event.processed_at.is_(None), or_(Event.retry_at.is_(None), Event.retry_at <= now))
+            .where(
+                Event.processed_at.is_(None), or_(Event.retry_at.is_(None), Event.retry_at <= now)
+            )
             .order_by(Event.id)
             .limit(BATCH)
         ).all()
@@ -109,8 +111,10 @@ def process_event(rt: Runtime, row_id: int) -> int:
     except Exception as exc:  # a bug or bad data must not block every later event
         log.exception("event processing failed", extra={"event_id": event.event_id})
         return _defer(rt, row_id, f"{exc.__class__.__name__}: {exc}")
-    log.info("event processed", extra={"event_id": event.event_id, "type": event.type,
-                                       "outcome": outcome})
+    log.info(
+        "event processed",
+        extra={"event_id": event.event_id, "type": event.type, "outcome": outcome},
+    )
     return 1
 
 
@@ -135,8 +139,10 @@ def _defer(rt: Runtime, row_id: int, detail: str) -> int:
         if event.attempts >= MAX_PREPARE_ATTEMPTS:
             event.processed_at = utcnow()
             event.outcome = "error"
-            log.error("event parked after repeated failures",
-                      extra={"event_id": event.event_id, "detail": detail[:200]})
+            log.error(
+                "event parked after repeated failures",
+                extra={"event_id": event.event_id, "detail": detail[:200]},
+            )
         else:
             event.retry_at = utcnow() + timedelta(seconds=min(3600, 5 * 2**event.attempts))
     return 1

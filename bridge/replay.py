@@ -36,9 +36,11 @@ def replay_id(rt: Runtime, ident: str) -> int:
             .values(next_attempt_at=utcnow(), **_RESET)
         )
         count = int(result.rowcount)  # type: ignore[attr-defined]
-        failed = session.execute(
-            select(Event).where(Event.event_id == ident, Event.outcome == "error")
-        ).scalars().all()
+        failed = (
+            session.execute(select(Event).where(Event.event_id == ident, Event.outcome == "error"))
+            .scalars()
+            .all()
+        )
         for event in failed:
             event.processed_at = None
             event.outcome = None

@@ -10,6 +10,7 @@ import threading
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -19,6 +20,9 @@ from bridge.mapping import MappingConfig, load_mapping
 from bridge.settings import Settings
 from bridge.signatures import GenericVerifier, StripeVerifier
 from bridge.trackdesk import TrackdeskClient
+
+if TYPE_CHECKING:
+    from bridge.stripe_api import StripeApi
 
 
 @dataclass
@@ -65,6 +69,14 @@ class Runtime:
         """The one Trackdesk client of this process."""
         key = self.settings.trackdesk_api_key
         return TrackdeskClient(self.settings.base_url, key.get_secret_value() if key else None)
+
+    @cached_property
+    def stripe_api(self) -> StripeApi | None:
+        """Stripe API look-ups; None when no STRIPE_API_KEY is set."""
+        from bridge.stripe_api import StripeApi
+
+        key = self.settings.stripe_api_key
+        return StripeApi(key.get_secret_value(), self.settings.stripe_api_base) if key else None
 
     def check(self) -> None:
         """Build the verifiers now, so that a malformed secret stops start-up, not a request."""

@@ -177,9 +177,7 @@ def _describe(exc: ValidationError) -> str:
     for error in exc.errors():
         field = str(error["loc"][0]) if error["loc"] else ""
         env = _FIELD_TO_ENV.get(field, field)
-        if error["type"] == "missing" or (
-            error["type"] == "too_short" and field in _LIST_FIELDS
-        ):
+        if error["type"] == "missing" or (error["type"] == "too_short" and field in _LIST_FIELDS):
             missing.append(env)
         else:
             malformed.append(f"{env} ({error['msg'].removeprefix('Value error, ')})")

@@ -28,7 +28,9 @@ def collect_status(engine: Engine, *, dead_limit: int = 50) -> dict[str, Any]:
             .where(Outbox.state == "pending", dep.state != "delivered")
         ).scalar_one()
         held_conversions = conn.execute(
-            select(func.count()).select_from(Conversion).where(Conversion.state == "held")
+            select(func.count())
+            .select_from(Conversion)
+            .where(Conversion.state.in_(("held", "blocked")))
         ).scalar_one()
         oldest = conn.execute(
             select(func.min(Outbox.created_at)).where(Outbox.state == "pending")
@@ -39,12 +41,18 @@ def collect_status(engine: Engine, *, dead_limit: int = 50) -> dict[str, Any]:
         thin = conn.execute(
             select(func.count()).select_from(Event).where(Event.outcome == "thin")
         ).scalar_one()
-        dead_rows = conn.execute(
-            select(Outbox.id, Outbox.kind, Outbox.event_id, Outbox.last_error, Outbox.last_status)
-            .where(Outbox.state == "dead")
-            .order_by(Outbox.id.desc())
-            .limit(dead_limit)
-        ).all() if dead_limit else []
+        dead_rows = (
+            conn.execute(
+                select(
+                    Outbox.id, Outbox.kind, Outbox.event_id, Outbox.last_error, Outbox.last_status
+                )
+                .where(Outbox.state == "dead")
+                .order_by(Outbox.id.desc())
+                .limit(dead_limit)
+            ).all()
+            if dead_limit
+            else []
+        )
     oldest_age = None
     if oldest is not None:
         if oldest.tzinfo is None:  # SQLite through a raw Core connection
@@ -61,8 +69,13 @@ def collect_status(engine: Engine, *, dead_limit: int = 50) -> dict[str, Any]:
         "unprocessed_events": int(unprocessed),
         "thin_events": int(thin),
         "dead_letters": [
-            {"id": r.id, "kind": r.kind, "event_id": r.event_id, "last_error": r.last_error,
-             "last_status": r.last_status}
+            {
+                "id": r.id,
+                "kind": r.kind,
+                "event_id": r.event_id,
+                "last_error": r.last_error,
+                "last_status": r.last_status,
+            }
             for r in dead_rows
         ],
     }

@@ -48,7 +48,11 @@ def queue_status_update(
         status=status,
     )
     return enqueue(
-        session, "status", call.to_dict(), event_id=event_id,
+        session,
+        "status",
+        call.to_dict(),
+        event_id=event_id,
         conversion_id=conversion.id if conversion is not None else None,
-        depends_on_id=previous.id if previous is not None else None, now=now or utcnow(),
+        depends_on_id=previous.id if previous is not None else None,
+        now=now or utcnow(),
     )

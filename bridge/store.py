@@ -12,12 +12,13 @@ from bridge.errors import StorageUnavailable
 
 def _insert_ignoring_duplicates(engine: Engine) -> Insert:
     """`INSERT … ON CONFLICT DO NOTHING` in the engine's dialect."""
-    table = Event.__table__
+    table = Event.__table__  # a Table: the dialect inserts need it, not the mapped class
     if engine.dialect.name == "postgresql":
-        return postgresql.insert(table).on_conflict_do_nothing(
+        return postgresql.insert(table).on_conflict_do_nothing(  # type: ignore[arg-type]
             index_elements=["provider", "event_id"]
         )
-    return sqlite.insert(table).on_conflict_do_nothing(index_elements=["provider", "event_id"])
+    stmt = sqlite.insert(table)  # type: ignore[arg-type]
+    return stmt.on_conflict_do_nothing(index_elements=["provider", "event_id"])
 
 
 def store_event(

@@ -1,1 +1,111 @@
-"""Placeholder until this provider's handler lands: registers nothing."""
+"""Stripe events in the worker: parse (fetching thin events), then apply the pure decisions.
+
+`prepare` may call the Stripe API; `apply` reads what the database knows about the payment and
+its customer, asks `bridge.domain.plan`, and writes conversion rows, links and outbox calls.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session
+
+from bridge.db.models import Event
+from bridge.domain.facts import (
+    Fact,
+    IgnoredFact,
+    LinkFact,
+    MalformedEvent,
+    PaymentFact,
+    ThinFact,
+)
+from bridge.domain.stripe_facts import parse_event, parse_object
+from bridge.followups import apply_followup
+from bridge.payments import apply_link, apply_payment
+from bridge.processing import Handler, register
+from bridge.runtime import Runtime
+
+log = logging.getLogger("bridge.stripe")
+
+# Where a thin event's related object is fetched, by its type.
+_OBJECT_PATHS = {
+    "invoice": "/v1/invoices/{}",
+    "checkout.session": "/v1/checkout/sessions/{}",
+    "charge": "/v1/charges/{}",
+    "refund": "/v1/refunds/{}",
+    "dispute": "/v1/disputes/{}",
+    "customer": "/v1/customers/{}",
+    "invoice_payment": "/v1/invoice_payments/{}",
+    "radar.early_fraud_warning": "/v1/radar/early_fraud_warnings/{}",
+}
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A parsed fact, or why the body could not be read."""
+
+    fact: Fact | None
+    error: str | None = None
+
+
+def prepare(rt: Runtime, event: Event) -> Prepared:
+    """Parse the stored body; fetch a thin event's object when an API key allows it."""
+    try:
+        fact = parse_event(json.loads(event.body), rt.mapping)
+    except (ValueError, MalformedEvent) as exc:
+        return Prepared(None, f"unreadable Stripe event: {exc}")
+    if isinstance(fact, ThinFact) and rt.stripe_api is not None:
+        fact = _fetch_thin(rt, fact)
+    return Prepared(fact)
+
+
+def _fetch_thin(rt: Runtime, fact: ThinFact) -> Fact:
+    """The snapshot a thin event points at, read through the API (RetryLater on outages)."""
+    api = rt.stripe_api
+    assert api is not None
+    meta = fact.meta
+    if fact.related_object_id is None:
+        data = api.get(f"/v1/events/{meta.event_id}")
+        return parse_event(data, rt.mapping) if data else IgnoredFact(meta, "event not found")
+    path = _OBJECT_PATHS.get(fact.related_object_type or "")
+    if path is None:
+        return IgnoredFact(meta, f"thin event about {fact.related_object_type}: not used")
+    obj = api.get(path.format(fact.related_object_id))
+    if obj is None:
+        return IgnoredFact(meta, f"{fact.related_object_type} {fact.related_object_id} not found")
+    return parse_object(
+        obj,
+        event_id=meta.event_id,
+        cfg=rt.mapping,
+        event_type=meta.event_type,
+        livemode=meta.livemode,
+        created=meta.created,
+    )
+
+
+def apply(session: Session, rt: Runtime, event: Event, prepared: Prepared) -> str:
+    """Write what the fact means; the returned outcome is stored on the event row."""
+    fact = prepared.fact
+    if fact is None:
+        event.detail = prepared.error
+        return "malformed"
+    if isinstance(fact, PaymentFact):
+        return apply_payment(session, rt, fact, event)
+    if isinstance(fact, LinkFact):
+        return apply_link(session, rt, fact, event)
+    if isinstance(fact, ThinFact):
+        event.detail = fact.reason
+        log.warning(
+            "thin event stored without its object: set STRIPE_API_KEY or use snapshot payloads",
+            extra={"event_id": event.event_id, "type": event.type},
+        )
+        return "thin"
+    if isinstance(fact, IgnoredFact):
+        event.detail = fact.reason
+        return "ignored"
+    return apply_followup(session, rt, fact, event)
+
+
+register("stripe", Handler(prepare=prepare, apply=apply))

@@ -32,7 +32,9 @@ class SharedRateLimit:
 
     def _now(self, session: Session) -> float:
         if session.get_bind().dialect.name == "postgresql":
-            return float(session.execute(text("SELECT extract(epoch FROM clock_timestamp())")).scalar_one())
+            return float(
+                session.execute(text("SELECT extract(epoch FROM clock_timestamp())")).scalar_one()
+            )
         return time.time()
 
     def _row(self, session: Session) -> Throttle:

@@ -71,8 +71,9 @@ def test_unusable_signature_headers_are_refused(rt, client, fixture, header, rea
 
 
 def test_wrong_secret_is_refused(rt, post_stripe, fixture):
-    response = post_stripe(fixture("checkout.session.completed.payment"),
-                           secret="whsec_someone_else")
+    response = post_stripe(
+        fixture("checkout.session.completed.payment"), secret="whsec_someone_else"
+    )
     assert response.status_code == 400
     assert STRIPE_SECRET not in response.get_data(as_text=True)
     assert _count_events(rt) == 0
@@ -98,24 +99,34 @@ def test_rotated_secret_is_accepted(tmp_path, sqlite_url, fixture):
     from bridge.app import create_app
     from tests.conftest import build_runtime
 
-    rt = build_runtime(sqlite_url, tmp_path,
-                       STRIPE_WEBHOOK_SECRET=f"whsec_new_secret_abc,{STRIPE_SECRET}")
+    rt = build_runtime(
+        sqlite_url, tmp_path, STRIPE_WEBHOOK_SECRET=f"whsec_new_secret_abc,{STRIPE_SECRET}"
+    )
     client = create_app(rt=rt).test_client()
     body = json.dumps(fixture("checkout.session.completed.payment")).encode()
     for secret in ("whsec_new_secret_abc", STRIPE_SECRET):
         event = json.loads(body)
         event["id"] = f"evt_rot_{secret[-3:]}"
         data = json.dumps(event).encode()
-        response = client.post("/webhooks/stripe", data=data,
-                               headers={"Stripe-Signature": sign(data, secret)})
+        response = client.post(
+            "/webhooks/stripe", data=data, headers={"Stripe-Signature": sign(data, secret)}
+        )
         assert response.status_code == 200, response.get_json()
     assert _count_events(rt) == 2
 
 
 @pytest.mark.parametrize(
     "body",
-    [b"not json", b"[1, 2]", b'"text"', b"{}", b'{"id": 5, "type": "x"}', b'{"id": "evt_1"}',
-     b"\xff\xfe", b'{"id": "", "type": "x"}'],
+    [
+        b"not json",
+        b"[1, 2]",
+        b'"text"',
+        b"{}",
+        b'{"id": 5, "type": "x"}',
+        b'{"id": "evt_1"}',
+        b"\xff\xfe",
+        b'{"id": "", "type": "x"}',
+    ],
 )
 def test_signed_but_unusable_bodies_get_400(rt, post_stripe, body):
     response = post_stripe(body)

@@ -35,7 +35,9 @@ SCRIPT_MAX_AGE = 3600  # browsers and CDNs keep capture.js an hour, then revalid
 PREFLIGHT_MAX_AGE = 600
 MAX_BODY = 4096  # a click id and a token: anything bigger is not a capture
 CAPTURES = Counter(
-    "bridge_captures_total", "Capture requests answered, by outcome.", ["outcome"],
+    "bridge_captures_total",
+    "Capture requests answered, by outcome.",
+    ["outcome"],
     registry=REGISTRY,
 )
 
@@ -80,8 +82,12 @@ def capture() -> ResponseReturnValue:
     """Link the click id `cid` to the customer the capture `token` was minted for."""
     origin = request.headers.get("Origin")
     if origin is not None and not _origin_allowed(origin):
-        return _refuse("origin", "This origin may not call /capture: the bridge's "
-                       "CAPTURE_ALLOWED_ORIGINS does not list it.", 403)
+        return _refuse(
+            "origin",
+            "This origin may not call /capture: the bridge's "
+            "CAPTURE_ALLOWED_ORIGINS does not list it.",
+            403,
+        )
     if request.method == "OPTIONS":
         return _preflight()
     rt = runtime()
@@ -93,12 +99,20 @@ def capture() -> ResponseReturnValue:
     except SQLAlchemyError as exc:
         raise StorageUnavailable("The bridge cannot count requests now; try again later.") from exc
     if not verdict.allowed:
-        return _refuse("rate_limited", "Too many capture requests from this address; try again "
-                       "later.", 429, **{"Retry-After": str(verdict.retry_after)})
+        return _refuse(
+            "rate_limited",
+            "Too many capture requests from this address; try again later.",
+            429,
+            **{"Retry-After": str(verdict.retry_after)},
+        )
     data = _json_object()
     if not isinstance(data.get("cid"), str) or not isinstance(data.get("token"), str):
-        return _refuse("bad_request", 'The body needs "cid" (the trakdesk_cid cookie) and '
-                       '"token" (a capture token from your server), both strings.', 400)
+        return _refuse(
+            "bad_request",
+            'The body needs "cid" (the trakdesk_cid cookie) and '
+            '"token" (a capture token from your server), both strings.',
+            400,
+        )
     cid = click_id_from_cookie(data["cid"], rt.mapping.attribution)
     if cid is None:
         return _refuse("bad_cid", "cid is not a Trackdesk click id.", 400)
@@ -125,15 +139,19 @@ def _link(external_cid: str, cid: str) -> Response:
     rt = runtime()
     try:
         with transaction(rt.sessions) as session:
-            result = link_customer(session, rt, external_cid=external_cid, cid=cid,
-                                   source="capture")
+            result = link_customer(
+                session, rt, external_cid=external_cid, cid=cid, source="capture"
+            )
     except SQLAlchemyError as exc:
-        raise StorageUnavailable("The bridge cannot store the capture now; try again later.") \
-            from exc
+        raise StorageUnavailable(
+            "The bridge cannot store the capture now; try again later."
+        ) from exc
     outcome = "linked" if result.new else "known"
     CAPTURES.labels(outcome).inc()
-    log.info("capture", extra={"outcome": outcome, "link_id": result.link_id,
-                               "released": result.released})
+    log.info(
+        "capture",
+        extra={"outcome": outcome, "link_id": result.link_id, "released": result.released},
+    )
     response = jsonify({"linked": True, "new": result.new})
     response.headers["Cache-Control"] = "no-store"
     return response
@@ -157,8 +175,12 @@ def mint_token() -> ResponseReturnValue:
         external_cid = check_external_cid(_json_object().get("external_cid"))
     except ValueError as exc:
         return error(f"{exc}.", 400)
-    response = jsonify({"token": CaptureTokens.from_settings(rt.settings).mint(external_cid),
-                        "expires_in": rt.settings.capture_token_max_age})
+    response = jsonify(
+        {
+            "token": CaptureTokens.from_settings(rt.settings).mint(external_cid),
+            "expires_in": rt.settings.capture_token_max_age,
+        }
+    )
     response.headers["Cache-Control"] = "no-store"
     return response
 
@@ -166,8 +188,9 @@ def mint_token() -> ResponseReturnValue:
 @bp.get("/capture.js")
 def script() -> Response:
     """The checkout page's script (cacheable, revalidated by ETag)."""
-    response = send_from_directory(STATIC, "capture.js", mimetype="text/javascript",
-                                   max_age=SCRIPT_MAX_AGE)
+    response = send_from_directory(
+        STATIC, "capture.js", mimetype="text/javascript", max_age=SCRIPT_MAX_AGE
+    )
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Cross-Origin-Resource-Policy"] = "cross-origin"  # pages with COEP load it
     return response

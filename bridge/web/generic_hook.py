@@ -74,7 +74,11 @@ def generic_webhook() -> ResponseReturnValue:
         raise
     kind = event_type(event)
     stored = store_event(
-        rt.engine, provider="generic", event_id=event.id, event_type=kind, livemode=None,
+        rt.engine,
+        provider="generic",
+        event_id=event.id,
+        event_type=kind,
+        livemode=None,
         body=body,
     )
     outcome = "stored" if stored else "duplicate"

@@ -113,6 +113,7 @@ def upgrade() -> None:
         sa.Column("stripe_customer_id", sa.String(length=255), nullable=False),
         sa.Column("external_cid", sa.String(length=255), nullable=False),
         sa.Column("email", sa.String(length=320), nullable=True),
+        sa.Column("opted_out", sa.Boolean(), server_default=sa.false(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("stripe_customer_id"),
     )
