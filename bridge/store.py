@@ -39,10 +39,11 @@ def store_event(
         received_at=utcnow(),
         body=body,
         attempts=0,
-    )
+    ).returning(Event.__table__.c.id)
     try:
         with engine.begin() as conn:
-            result = conn.execute(stmt)
+            # RETURNING, not rowcount: psycopg reports -1 rows for an INSERT … RETURNING
+            inserted = conn.execute(stmt).first()
     except SQLAlchemyError as exc:
         raise StorageUnavailable("the event could not be stored; retry later") from exc
-    return result.rowcount == 1
+    return inserted is not None
