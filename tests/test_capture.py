@@ -9,6 +9,7 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
+import responses
 from flask import Flask
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 from sqlalchemy import func, select, text
@@ -19,7 +20,8 @@ from bridge.capture_limits import client_address, sliding_verdict
 from bridge.db.models import CaptureHits, Link, Outbox
 from bridge.runtime import Runtime
 from bridge.tokens import mint_capture_token, read_capture_token
-from tests.conftest import build_runtime
+from bridge.worker import Worker
+from tests.conftest import build_runtime, load_fixture, sign
 
 ORIGIN = "https://shop.example.com"
 KEY = "test-secret-key-0123456789abcdef"
@@ -445,4 +447,79 @@ def test_token_endpoint_is_off_without_api_token(sqlite_url: str, tmp_path: Path
                                       headers={"Authorization": "Bearer anything"})
     assert response.status_code == 404
     assert "BRIDGE_API_TOKEN" in response.get_json()["error"]
+    rt.engine.dispose()
+
+
+# --- after a capture, Stripe payments with no click id convert -----------------------------
+
+STRIPE_CUSTOMER = "cus_Rk2fa81xQ0A7ub"  # the invoice fixture's customer
+
+
+def post_invoice(client: Any, number: int, subscription_metadata: dict[str, str]) -> None:
+    """A signed `invoice.paid` for STRIPE_CUSTOMER carrying no click id anywhere."""
+    event = load_fixture("invoice.paid.subscription_cycle")
+    event["id"] = f"evt_capture_{number}"
+    invoice = event["data"]["object"]
+    invoice["id"] = f"in_capture_{number}"
+    invoice["parent"]["subscription_details"]["metadata"] = subscription_metadata
+    body = json.dumps(event).encode()
+    response = client.post("/webhooks/stripe", data=body, content_type="application/json",
+                           headers={"Stripe-Signature": sign(body)})
+    assert response.status_code == 200
+
+
+def trackdesk_calls(rt: Runtime) -> list[tuple[str, dict[str, Any]]]:
+    """Run the worker against a mocked Trackdesk; every call it made, in order (maybe none)."""
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        mock.post("http://trackdesk.test/tracking/external-cid/v1", json={"status": "ok"})
+        Worker(rt).run_until_idle()
+        return [(str(call.request.url), json.loads(call.request.body or b"{}"))
+                for call in mock.calls]
+
+
+def conversion(external_cid: str, number: int) -> tuple[str, dict[str, Any]]:
+    """The conversion call expected for the fixture invoice `number`."""
+    return ("http://trackdesk.test/tracking/external-cid/v1", {
+        "externalCid": external_cid, "revenueOriginId": "ro-1234", "conversionTypeCode": "sale",
+        "externalId": f"in_capture_{number}", "customerId": STRIPE_CUSTOMER,
+        "amount": {"value": "29"},
+    })
+
+
+def link_call(external_cid: str) -> tuple[str, dict[str, Any]]:
+    """The link call expected for a capture of CID."""
+    return ("http://trackdesk.test/tracking/external-cid/v1",
+            {"externalCid": external_cid, "revenueOriginId": "ro-1234", "cid": CID})
+
+
+def test_captured_customer_converts_every_later_invoice(sqlite_url: str, tmp_path: Path) -> None:
+    app, rt = make_app(sqlite_url, tmp_path)
+    client = app.test_client()
+    assert capture(client, external_cid=STRIPE_CUSTOMER).status_code == 200
+    post_invoice(client, 1, {})
+    post_invoice(client, 2, {})
+    assert trackdesk_calls(rt) == [
+        link_call(STRIPE_CUSTOMER), conversion(STRIPE_CUSTOMER, 1), conversion(STRIPE_CUSTOMER, 2),
+    ]
+    rt.engine.dispose()
+
+
+def test_sign_up_capture_converts_through_the_metadata_key(sqlite_url: str,
+                                                            tmp_path: Path) -> None:
+    """Captured at sign-up under the merchant's user id, before any Stripe customer existed."""
+    app, rt = make_app(sqlite_url, tmp_path, mapping=METADATA_MAPPING)
+    client = app.test_client()
+    assert capture(client, external_cid="user-42").status_code == 200
+    post_invoice(client, 1, {"user_id": "user-42"})
+    assert trackdesk_calls(rt) == [link_call("user-42"), conversion("user-42", 1)]
+    rt.engine.dispose()
+
+
+def test_capture_releases_an_invoice_that_arrived_first(sqlite_url: str, tmp_path: Path) -> None:
+    app, rt = make_app(sqlite_url, tmp_path)
+    client = app.test_client()
+    post_invoice(client, 1, {})
+    assert trackdesk_calls(rt) == []  # held, waiting for an attribution
+    assert capture(client, external_cid=STRIPE_CUSTOMER).status_code == 200
+    assert trackdesk_calls(rt) == [link_call(STRIPE_CUSTOMER), conversion(STRIPE_CUSTOMER, 1)]
     rt.engine.dispose()
