@@ -6,6 +6,9 @@ import base64
 import hashlib
 import hmac
 import json
+import re
+import shutil
+import subprocess
 import time
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
@@ -458,3 +461,41 @@ def test_replayed_webhook_id_is_a_duplicate(generic: Any) -> None:
     assert len(events(rt)) == 1
     with rt.engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(Event)).scalar_one() == 1
+
+
+# ------------------------------------------------------------ the documented shell recipes
+
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "generic-webhooks.md"
+
+
+def _doc_signature(block: int, secret: str) -> dict[str, str]:
+    """Run a signing recipe of docs/generic-webhooks.md up to its curl; its shell variables."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    script = re.findall(r"```sh\n(.*?)```", DOC.read_text(encoding="utf-8"), re.S)[block]
+    script = re.sub(r"^SECRET=.*$", f"SECRET='{secret}'", script.split("curl ")[0], flags=re.M)
+    script += 'printf \'{"body": "%s", "id": "%s", "ts": "%s", "sig": "%s"}\' '
+    script += '"$(printf %s "$BODY" | base64 -w0)" "${MSG_ID:-}" "${TS:-}" "$SIG"'
+    done = subprocess.run(["bash", "-c", "set -eu\n" + script], capture_output=True, check=True)
+    values: dict[str, str] = json.loads(done.stdout)
+    values["body"] = base64.b64decode(values["body"]).decode()
+    return values
+
+
+def test_the_documented_standard_webhooks_recipe_signs_correctly(generic: Any) -> None:
+    client, rt = generic
+    got = _doc_signature(0, SW_SECRET)
+    headers = {"webhook-id": got["id"], "webhook-timestamp": got["ts"],
+               "webhook-signature": f"v1,{got['sig']}"}
+    response = post(client, got["body"].encode(), headers)
+    assert response.get_json() == {"received": True, "duplicate": False}
+    assert [e.event_id for e in events(rt)] == [got["id"]]
+
+
+def test_the_documented_plain_hmac_recipe_signs_correctly(generic: Any) -> None:
+    client, rt = generic
+    got = _doc_signature(1, PLAIN_SECRET)
+    response = post(client, got["body"].encode(), {"X-Signature-256": f"sha256={got['sig']}"})
+    assert response.get_json() == {"received": True, "duplicate": False}
+    assert [e.event_id for e in events(rt)] == ["evt-123"]
