@@ -8,6 +8,7 @@ from urllib.parse import unquote
 from bridge.mapping import Attribution
 
 MAX_COOKIE_LENGTH = 1024  # far above the JSON form's length; refuses junk before parsing it
+MAX_CLICK_ID_LENGTH = 64  # the links table's column, whatever click_id_pattern allows
 
 
 def click_id_from_cookie(value: object, attribution: Attribution) -> str | None:
@@ -26,7 +27,9 @@ def click_id_from_cookie(value: object, attribution: Attribution) -> str | None:
         if not isinstance(inner, str):
             return None
         raw = inner.strip()
-    return raw if attribution.is_click_id(raw) else None
+    if len(raw) > MAX_CLICK_ID_LENGTH or not attribution.is_click_id(raw):
+        return None
+    return raw
 
 
 def capture_external_cid(token_external_cid: str, attribution: Attribution) -> str:

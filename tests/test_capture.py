@@ -38,7 +38,7 @@ def make_app(url: str, tmp_path: Path, mapping: str = "", **env: str) -> tuple[F
     tmp_path.mkdir(parents=True, exist_ok=True)
     config = tmp_path / "bridge.toml"
     config.write_text(mapping, encoding="utf-8")
-    env.setdefault("CAPTURE_ALLOWED_ORIGINS", f"{ORIGIN}, https://other.example.com/")
+    env.setdefault("CAPTURE_ALLOWED_ORIGINS", f"{ORIGIN}, HTTPS://Other.example.com:443/")
     rt = build_runtime(url, tmp_path, BRIDGE_CONFIG=str(config), **env)
     app = create_app(rt=rt)
     app.config["TESTING"] = True
@@ -141,6 +141,16 @@ def test_malformed_click_id_refused(client: Any, capture_app: Flask, cookie: str
     assert response.status_code == 400
     assert response.get_json() == {"error": "cid is not a Trackdesk click id."}
     assert links(capture_app) == []
+
+
+def test_click_id_pattern_from_the_mapping_file(sqlite_url: str, tmp_path: Path) -> None:
+    app, rt = make_app(sqlite_url, tmp_path,
+                       mapping='[attribution]\nclick_id_pattern = "td-[0-9a-z]+"\n')
+    client = app.test_client()
+    assert capture(client, "td-abc123").status_code == 200
+    assert capture(client, CID).status_code == 400
+    assert capture(client, "td-" + "a" * 100).status_code == 400  # longer than links.cid holds
+    rt.engine.dispose()
 
 
 def test_repeated_capture_is_a_no_op(client: Any, capture_app: Flask) -> None:
@@ -261,7 +271,7 @@ def test_preflight_from_an_allowed_origin(client: Any) -> None:
     assert "Origin" in response.headers["Vary"]
 
 
-def test_configured_origin_with_slash_and_case_is_normalised(client: Any) -> None:
+def test_configured_origin_is_normalised(client: Any) -> None:
     response = capture(client, origin="https://other.example.com")
     assert response.status_code == 200
     assert response.headers["Access-Control-Allow-Origin"] == "https://other.example.com"

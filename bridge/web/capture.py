@@ -52,10 +52,19 @@ def _json_object() -> dict[str, Any]:
     return data
 
 
+def _origin(value: str) -> str:
+    """An origin as browsers send it: lower case, no trailing slash, no default port."""
+    origin = value.strip().rstrip("/").lower()
+    for scheme, port in (("https://", ":443"), ("http://", ":80")):
+        if origin.startswith(scheme) and origin.endswith(port):
+            return origin.removesuffix(port)
+    return origin
+
+
 def _origin_allowed(origin: str) -> bool:
     """Tell whether a browser origin is one of CAPTURE_ALLOWED_ORIGINS."""
     allowed = runtime().settings.capture_allowed_origins
-    return origin.lower() in {value.rstrip("/").lower() for value in allowed}
+    return _origin(origin) in {_origin(value) for value in allowed}
 
 
 def _refuse(outcome: str, message: str, status: int, **headers: str) -> Response:
