@@ -1,0 +1,485 @@
+"""Stripe events through the whole bridge: signed POST, worker, and the exact Trackdesk calls."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import responses
+from sqlalchemy import select
+
+from bridge.app import create_app
+from bridge.db.models import Conversion, Event, Outbox
+from bridge.runtime import Runtime
+from bridge.status import collect_status
+from bridge.worker import Worker
+from tests.conftest import build_runtime, load_fixture, sign
+
+TD = "http://trackdesk.test"
+LINK = f"{TD}/tracking/external-cid/v1"
+BY_CID = f"{TD}/tracking/conversion/v1"
+CLICK = "a6f9b2d4-7c1e-4d0a-9a8e-3f2b1c0d9e87"
+OTHER_CLICK = "0b1c2d3e-4f50-4617-8293-a4b5c6d7e8f9"
+
+
+class Bridge:
+    """A bridge on a fresh database: post signed events, run the worker, read what was sent."""
+
+    def __init__(self, rt: Runtime, mock: responses.RequestsMock) -> None:
+        self.rt = rt
+        self.mock = mock
+        self.client = create_app(rt=rt).test_client()
+
+    def post(self, event: dict[str, Any]) -> dict[str, Any]:
+        body = json.dumps(event).encode()
+        response = self.client.post(
+            "/webhooks/stripe", data=body, headers={"Stripe-Signature": sign(body)}
+        )
+        assert response.status_code == 200, response.get_json()
+        result: dict[str, Any] = response.get_json()
+        return result
+
+    def run(self) -> list[tuple[str, dict[str, Any]]]:
+        """Run the worker until idle; the calls Trackdesk received this run, in order."""
+        before = len(self.mock.calls)
+        Worker(self.rt).run_until_idle()
+        return [
+            (c.request.url, json.loads(c.request.body))
+            for c in self.mock.calls[before:]
+            if c.request.url.startswith(TD)
+        ]
+
+    def conversion(self, key: str) -> Conversion:
+        with self.rt.sessions() as session:
+            return session.execute(
+                select(Conversion).where(Conversion.dedupe_key == key)
+            ).scalar_one()
+
+    def outcome(self, event_id: str) -> str | None:
+        with self.rt.sessions() as session:
+            return session.execute(
+                select(Event.outcome).where(Event.event_id == event_id)
+            ).scalar_one()
+
+
+@pytest.fixture
+def td() -> Iterator[responses.RequestsMock]:
+    """Trackdesk answering 200 to every tracking call (unused answers are fine here)."""
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        mock.add(responses.POST, LINK, json={"status": "ok"})
+        mock.add(responses.POST, BY_CID, json={"status": "ok"})
+        yield mock
+
+
+@pytest.fixture
+def make_bridge(tmp_path: Path, td: responses.RequestsMock) -> Callable[..., Bridge]:
+    """A bridge factory taking settings overrides and mapping-file TOML."""
+    made: list[Runtime] = []
+
+    def make(toml: str = "", **env: str) -> Bridge:
+        if toml:
+            path = tmp_path / f"bridge{len(made)}.toml"
+            path.write_text(toml)
+            env["BRIDGE_CONFIG"] = str(path)
+        rt = build_runtime(f"sqlite:///{tmp_path}/b{len(made)}.sqlite3", tmp_path, **env)
+        made.append(rt)
+        return Bridge(rt, td)
+
+    yield make  # type: ignore[misc]
+    for rt in made:
+        rt.engine.dispose()
+
+
+def _conversion_body(
+    ext: str, external_id: str, value: str, code: str = "sale", **extra: Any
+) -> dict[str, Any]:
+    return {
+        "externalCid": ext,
+        "revenueOriginId": "ro-1234",
+        "conversionTypeCode": code,
+        "externalId": external_id,
+        "customerId": ext,
+        "amount": {"value": value},
+        **extra,
+    }
+
+
+def test_one_time_checkout_links_then_converts_exactly(make_bridge):
+    bridge = make_bridge()
+    event = load_fixture("checkout.session.completed.payment")
+    bridge.post(event)
+    calls = bridge.run()
+    customer = event["data"]["object"]["customer"]
+    assert calls == [
+        (LINK, {"externalCid": customer, "revenueOriginId": "ro-1234", "cid": CLICK}),
+        (LINK, _conversion_body(customer, event["data"]["object"]["payment_intent"], "49.90")),
+    ]
+    assert collect_status(bridge.rt.engine)["delivered"] == 2
+
+
+def test_the_conversion_waits_for_its_link(make_bridge, td):
+    bridge = make_bridge()
+    td.replace(responses.POST, LINK, status=503)
+    bridge.post(load_fixture("checkout.session.completed.payment"))
+    calls = bridge.run()
+    assert [body.get("cid") for _, body in calls] == [CLICK]  # only the link was tried
+    with bridge.rt.sessions() as session:
+        conversion_row = session.execute(
+            select(Outbox).where(Outbox.kind == "conversion")
+        ).scalar_one()
+        assert conversion_row.attempts == 0
+    assert collect_status(bridge.rt.engine)["held"] == 1
+
+
+def test_same_event_twice_and_both_invoice_events_convert_once(make_bridge):
+    bridge = make_bridge()
+    bridge.post(load_fixture("checkout.session.completed.subscription"))
+    cycle = load_fixture("invoice.paid.subscription_cycle")
+    assert bridge.post(cycle)["duplicate"] is False
+    assert bridge.post(cycle)["duplicate"] is True
+    bridge.post(load_fixture("invoice.payment_succeeded.subscription_cycle"))
+    calls = bridge.run()
+    invoice_id = cycle["data"]["object"]["id"]
+    sent = [body["externalId"] for _, body in calls if "externalId" in body]
+    assert sent == [invoice_id]
+    succeeded = load_fixture("invoice.payment_succeeded.subscription_cycle")
+    assert bridge.outcome(succeeded["id"]) == "duplicate_payment"
+
+
+def test_payment_checkout_with_its_invoice_counts_once(make_bridge):
+    bridge = make_bridge()
+    checkout = load_fixture("checkout.session.completed.payment")
+    session = checkout["data"]["object"]
+    session["invoice"] = "in_checkout_made_1"
+    invoice = load_fixture("invoice.paid.subscription_cycle.api-2024-06-20")
+    inv = invoice["data"]["object"]
+    inv.update(
+        id="in_checkout_made_1",
+        customer=session["customer"],
+        subscription=None,
+        billing_reason="manual",
+        subscription_details=None,
+    )
+    invoice["id"] = "evt_invoice_of_checkout"
+    bridge.post(invoice)  # Stripe does not order deliveries: the invoice may come first
+    bridge.post(checkout)
+    calls = bridge.run()
+    conversions = [body for _, body in calls if "conversionTypeCode" in body]
+    assert len(conversions) == 1
+    assert conversions[0]["externalId"] == "in_checkout_made_1"
+
+
+def test_invoice_before_the_checkout_that_links_it_converts_later(make_bridge):
+    bridge = make_bridge(toml='[conversion_types]\nfirst = "first_payment"\n')
+    bridge.post(load_fixture("invoice.paid.subscription_create"))
+    assert bridge.run() == []
+    assert collect_status(bridge.rt.engine)["held"] == 1
+    checkout = load_fixture("checkout.session.completed.subscription")
+    bridge.post(checkout)
+    calls = bridge.run()
+    customer = checkout["data"]["object"]["customer"]
+    invoice_id = load_fixture("invoice.paid.subscription_create")["data"]["object"]["id"]
+    assert calls == [
+        (LINK, {"externalCid": customer, "revenueOriginId": "ro-1234", "cid": CLICK}),
+        (LINK, _conversion_body(customer, invoice_id, "29", code="first_payment")),
+    ]
+
+
+def _customer_event(customer: str, cid: str) -> dict[str, Any]:
+    return {
+        "id": f"evt_cust_{customer}",
+        "object": "event",
+        "type": "customer.updated",
+        "livemode": True,
+        "created": int(time.time()),
+        "api_version": "2026-10-28.endive",
+        "data": {
+            "object": {
+                "id": customer,
+                "object": "customer",
+                "email": "T@Example.com",
+                "metadata": {"trackdesk_cid": cid},
+            }
+        },
+    }
+
+
+def test_trial_sends_nothing_and_the_first_paid_invoice_is_first(make_bridge):
+    bridge = make_bridge(toml='[conversion_types]\nfirst = "first_payment"\nrenewal = "renewal"\n')
+    bridge.post(_customer_event("cus_TrialUser0001", OTHER_CLICK))
+    trial = load_fixture("invoice.paid.trial-zero")
+    bridge.post(trial)
+    after = load_fixture("invoice.paid.after-trial-first-payment")
+    assert after["data"]["object"]["billing_reason"] == "subscription_cycle"
+    bridge.post(after)
+    calls = bridge.run()
+    assert bridge.outcome(trial["id"]) == "skipped:zero_amount"
+    assert calls == [
+        (
+            LINK,
+            {"externalCid": "cus_TrialUser0001", "revenueOriginId": "ro-1234", "cid": OTHER_CLICK},
+        ),
+        (
+            LINK,
+            _conversion_body(
+                "cus_TrialUser0001", after["data"]["object"]["id"], "29", code="first_payment"
+            ),
+        ),
+    ]
+    renewal = load_fixture("invoice.paid.after-trial-first-payment")
+    renewal["id"], renewal["data"]["object"]["id"] = "evt_trial_renewal", "in_trial_renewal"
+    bridge.post(renewal)
+    assert [body["conversionTypeCode"] for _, body in bridge.run()] == ["renewal"]
+
+
+def test_customer_balance_credit_counts_only_what_was_paid_less_tax(make_bridge):
+    bridge = make_bridge()
+    bridge.post(load_fixture("checkout.session.completed.subscription"))
+    event = load_fixture("invoice.paid.subscription_cycle")
+    invoice = event["data"]["object"]
+    assert (invoice["total"], invoice["total_excluding_tax"]) == (3480, 2900)
+    invoice["amount_paid"] = 1450  # the rest came from the customer's credit balance
+    bridge.post(event)
+    conversion = [body for _, body in bridge.run() if "amount" in body]
+    assert conversion[0]["amount"] == {"value": "12.08"}  # 1450 × 2900 / 3480 = 1208.33
+
+
+def test_both_invoice_api_shapes_convert(make_bridge):
+    bridge = make_bridge()
+    bridge.post(load_fixture("checkout.session.completed.subscription"))
+    old = load_fixture("invoice.paid.subscription_cycle.api-2024-06-20")
+    new = load_fixture("invoice.paid.subscription_cycle")
+    bridge.post(old)
+    bridge.post(new)
+    amounts = {
+        body["externalId"]: body["amount"]["value"] for _, body in bridge.run() if "amount" in body
+    }
+    assert amounts == {old["data"]["object"]["id"]: "29", new["data"]["object"]["id"]: "29"}
+
+
+def test_guest_checkout_converts_by_click_id_and_links_nothing(make_bridge):
+    bridge = make_bridge()
+    event = load_fixture("checkout.session.completed.payment")
+    event["data"]["object"]["customer"] = None
+    bridge.post(event)
+    assert bridge.run() == [
+        (
+            BY_CID,
+            {
+                "cid": CLICK,
+                "conversionTypeCode": "sale",
+                "externalId": event["data"]["object"]["payment_intent"],
+                "amount": {"value": "49.90"},
+            },
+        )
+    ]
+
+
+@pytest.mark.parametrize(
+    ("currency", "total", "expected"),
+    [
+        ("jpy", 1500, "1500"),
+        ("krw", 25000, "25000"),
+        ("kwd", 1250, "1.250"),
+        ("bhd", 10005, "10.005"),
+        ("isk", 10050, "100.50"),
+        ("ugx", 500000, "5000"),
+        ("huf", 123456, "1234.56"),
+        ("twd", 99900, "999"),
+        ("eur", 4990, "49.90"),
+    ],
+)
+def test_every_currency_class_is_formatted_with_stripes_exponent(
+    make_bridge, currency, total, expected
+):
+    bridge = make_bridge()
+    event = load_fixture("checkout.session.completed.payment")
+    session = event["data"]["object"]
+    session.update(
+        currency=currency,
+        amount_total=total,
+        amount_subtotal=total,
+        shipping_cost=None,
+        total_details={"amount_discount": 0, "amount_shipping": 0, "amount_tax": 0},
+    )
+    bridge.post(event)
+    conversion = [body for _, body in bridge.run() if "amount" in body]
+    assert conversion[0]["amount"] == {"value": expected}
+
+
+def test_foreign_currency_is_held_by_default(make_bridge):
+    bridge = make_bridge(TRACKDESK_CURRENCY="EUR")
+    bridge.post(load_fixture("checkout.session.completed.payment"))
+    calls = bridge.run()
+    assert [body for _, body in calls if "amount" in body] == []
+    conv = bridge.conversion(
+        load_fixture("checkout.session.completed.payment")["data"]["object"]["payment_intent"]
+    )
+    assert conv.state == "blocked"
+    assert "USD" in (conv.reason or "")
+    assert collect_status(bridge.rt.engine)["held"] == 1
+
+
+def test_foreign_currency_sent_with_its_code(make_bridge):
+    bridge = make_bridge(
+        toml='[currency]\nforeign_policy = "send_currency"\n', TRACKDESK_CURRENCY="EUR"
+    )
+    bridge.post(load_fixture("checkout.session.completed.payment"))
+    conversion = [body for _, body in bridge.run() if "amount" in body]
+    assert conversion[0]["amount"] == {"value": "49.90"}
+    assert conversion[0]["currencyCode"] == "USD"
+
+
+def test_foreign_currency_converted_with_stripes_rate(make_bridge):
+    bridge = make_bridge(toml='[currency]\nforeign_policy = "convert"\n', TRACKDESK_CURRENCY="EUR")
+    event = load_fixture("checkout.session.completed.payment")
+    event["data"]["object"]["currency_conversion"] = {
+        "amount_subtotal": 5500,
+        "amount_total": 5900,
+        "fx_rate": "0.9161",
+        "source_currency": "eur",
+    }
+    bridge.post(event)
+    conversion = [body for _, body in bridge.run() if "amount" in body]
+    # 4990 USD cents × 5900 / 6440 = 4571.7 → 45.72 EUR, never 49.90 "EUR"
+    assert conversion[0]["amount"] == {"value": "45.72"}
+    assert "currencyCode" not in conversion[0]
+
+
+def test_foreign_currency_without_a_rate_waits_under_convert(make_bridge):
+    bridge = make_bridge(toml='[currency]\nforeign_policy = "convert"\n', TRACKDESK_CURRENCY="EUR")
+    bridge.post(load_fixture("checkout.session.completed.payment"))
+    assert [body for _, body in bridge.run() if "amount" in body] == []
+    assert collect_status(bridge.rt.engine)["held"] == 1
+
+
+def test_test_mode_events_carry_the_test_status(make_bridge):
+    bridge = make_bridge()
+    bridge.post(load_fixture("test-mode.checkout.session.completed"))
+    conversion = [body for _, body in bridge.run() if "amount" in body]
+    assert conversion[0]["status"] == "CONVERSION_STATUS_TEST"
+
+
+def test_async_payment_converts_when_it_succeeds(make_bridge):
+    bridge = make_bridge()
+    unpaid = load_fixture("checkout.session.completed.unpaid-async")
+    bridge.post(unpaid)
+    first = bridge.run()
+    assert all("amount" not in body for _, body in first)
+    bridge.post(load_fixture("checkout.session.async_payment_succeeded"))
+    conversion = [body for _, body in bridge.run() if "amount" in body]
+    assert len(conversion) == 1
+
+
+def test_invoice_paid_out_of_band_is_skipped(make_bridge):
+    bridge = make_bridge()
+    bridge.post(load_fixture("checkout.session.completed.subscription"))
+    event = load_fixture("invoice.paid.subscription_cycle.api-2024-06-20")
+    event["data"]["object"]["paid_out_of_band"] = True
+    bridge.post(event)
+    assert [body for _, body in bridge.run() if "amount" in body] == []
+    assert bridge.outcome(event["id"]) == "skipped:out_of_band"
+
+
+def test_thin_event_without_api_key_is_stored_and_flagged(make_bridge):
+    bridge = make_bridge()
+    thin = {
+        "id": "evt_thin_1",
+        "object": "v2.core.event",
+        "type": "v1.invoice.paid",
+        "created": "2026-11-26T10:00:00.000Z",
+        "livemode": True,
+        "related_object": {"id": "in_thin_1", "type": "invoice", "url": "/v1/invoices/in_thin_1"},
+    }
+    bridge.post(thin)
+    assert bridge.run() == []
+    assert bridge.outcome("evt_thin_1") == "thin"
+    assert collect_status(bridge.rt.engine)["thin_events"] == 1
+
+
+def test_thin_event_is_fetched_when_an_api_key_is_set(make_bridge, td):
+    bridge = make_bridge(STRIPE_API_KEY="rk_test_123", STRIPE_API_BASE="http://stripe.test")
+    invoice = load_fixture("invoice.paid.subscription_cycle")["data"]["object"]
+    invoice["id"] = "in_thin_2"
+    td.add(responses.GET, "http://stripe.test/v1/invoices/in_thin_2", json=invoice)
+    bridge.post(load_fixture("checkout.session.completed.subscription"))
+    bridge.post(
+        {
+            "id": "evt_thin_2",
+            "object": "v2.core.event",
+            "type": "v1.invoice.paid",
+            "created": "2026-11-26T10:00:00.000Z",
+            "livemode": True,
+            "related_object": {
+                "id": "in_thin_2",
+                "type": "invoice",
+                "url": "/v1/invoices/in_thin_2",
+            },
+        }
+    )
+    conversion = [body for _, body in bridge.run() if "amount" in body]
+    assert [c["externalId"] for c in conversion] == ["in_thin_2"]
+    fetched = [c for c in td.calls if "stripe.test" in c.request.url]
+    assert fetched[0].request.headers["Authorization"] == "Bearer rk_test_123"
+
+
+def _dead_and_replayed(bridge: Bridge, td: responses.RequestsMock) -> None:
+    from bridge.replay import replay_dead
+
+    assert replay_dead(bridge.rt) == 1
+    td.replace(responses.POST, LINK, json={"status": "ok"})
+
+
+def test_permanent_error_goes_to_dead_letters_with_the_answer(make_bridge, td):
+    bridge = make_bridge()
+    td.replace(responses.POST, LINK, status=400, json={"message": "Conversion type not found"})
+    bridge.post(_customer_event("cus_perm", OTHER_CLICK))
+    bridge.run()
+    snapshot = collect_status(bridge.rt.engine)
+    assert snapshot["dead"] == 1
+    assert "not found" in snapshot["dead_letters"][0]["last_error"].lower()
+    with bridge.rt.sessions() as session:
+        row = session.execute(select(Outbox)).scalar_one()
+        assert row.last_status == 400 and "Conversion type" in (row.last_response or "")
+    _dead_and_replayed(bridge, td)
+    assert [body["cid"] for _, body in bridge.run()] == [OTHER_CLICK]
+    assert collect_status(bridge.rt.engine)["delivered"] == 1
+
+
+def test_transient_error_is_retried_later_with_backoff(make_bridge, td):
+    bridge = make_bridge()
+    td.replace(responses.POST, LINK, status=502)
+    bridge.post(_customer_event("cus_transient", OTHER_CLICK))
+    assert len(bridge.run()) == 1  # one attempt, then it waits
+    with bridge.rt.sessions() as session:
+        row = session.execute(select(Outbox)).scalar_one()
+    assert row.state == "pending" and row.attempts == 1
+    wait = (row.next_attempt_at - row.first_attempt_at).total_seconds()
+    assert 5 <= wait <= 10  # TRACKDESK_RETRY_BASE=10 with equal jitter
+    assert row.last_status == 502
+
+
+def test_429_pauses_every_worker_for_retry_after(make_bridge, td):
+    bridge = make_bridge()
+    td.replace(responses.POST, LINK, status=429, headers={"Retry-After": "120"})
+    bridge.post(_customer_event("cus_429", OTHER_CLICK))
+    bridge.run()
+    wait = bridge.rt and Worker(bridge.rt).limiter.try_acquire()
+    assert 100 < wait <= 120
+
+
+def test_replay_by_event_id(make_bridge, td):
+    from bridge.replay import replay_id
+
+    bridge = make_bridge()
+    td.replace(responses.POST, LINK, status=404, json={"message": "Offer not active"})
+    bridge.post(_customer_event("cus_replay", OTHER_CLICK))
+    bridge.run()
+    td.replace(responses.POST, LINK, json={"ok": True})
+    assert replay_id(bridge.rt, "evt_cust_cus_replay") == 1
+    assert len(bridge.run()) == 1
+    assert replay_id(bridge.rt, "evt_cust_cus_replay") == 0  # delivered: never sent again
