@@ -245,7 +245,7 @@ def test_customer_balance_credit_counts_only_what_was_paid_less_tax(make_bridge)
     invoice["amount_paid"] = 1450  # the rest came from the customer's credit balance
     bridge.post(event)
     conversion = [body for _, body in bridge.run() if "amount" in body]
-    assert conversion[0]["amount"] == {"value": "12.08"}  # 1450 × 2900 / 3480 = 1208.33
+    assert conversion[0]["amount"] == {"value": "12.08"}  # 1450 * 2900 / 3480 = 1208.33
 
 
 def test_both_invoice_api_shapes_convert(make_bridge):
@@ -345,7 +345,7 @@ def test_foreign_currency_converted_with_stripes_rate(make_bridge):
     }
     bridge.post(event)
     conversion = [body for _, body in bridge.run() if "amount" in body]
-    # 4990 USD cents × 5900 / 6440 = 4571.7 → 45.72 EUR, never 49.90 "EUR"
+    # 4990 USD cents * 5900 / 6440 = 4571.7 → 45.72 EUR, never 49.90 "EUR"
     assert conversion[0]["amount"] == {"value": "45.72"}
     assert "currencyCode" not in conversion[0]
 
