@@ -52,8 +52,14 @@ def prepare(rt: Runtime, event: Event) -> GenericEvent | GenericEventError:
 def apply(session: Session, rt: Runtime, event: Event, parsed: object) -> str:
     """Turn one parsed generic event into database rows and outbox calls; the outcome."""
     if isinstance(parsed, GenericLink):
-        result = link_customer(session, rt, external_cid=parsed.external_cid, cid=parsed.cid,
-                               source=PROVIDER, event_id=event.event_id)
+        result = link_customer(
+            session,
+            rt,
+            external_cid=parsed.external_cid,
+            cid=parsed.cid,
+            source=PROVIDER,
+            event_id=event.event_id,
+        )
         return "linked" if result.new else "link_known"
     if isinstance(parsed, GenericConversion):
         return _conversion(session, rt, event, parsed)
@@ -150,8 +156,13 @@ def _status(session: Session, rt: Runtime, event: Event, status: GenericStatus) 
             # Trackdesk never received it, so there is nothing there to update yet.
             return "status_kept"
     queue_status_update(
-        session, rt, external_id=status.external_id, conversion_type_code=status.conversion_type,
-        status=status.status, event_id=event.event_id, conversion=conv,
+        session,
+        rt,
+        external_id=status.external_id,
+        conversion_type_code=status.conversion_type,
+        status=status.status,
+        event_id=event.event_id,
+        conversion=conv,
     )
     return "status_queued"
 

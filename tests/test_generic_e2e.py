@@ -149,13 +149,8 @@ def test_link_conversion_and_status_make_the_exact_calls(
 
 
 def test_first_delivery_is_new_and_wakes_the_worker(
-    make_bridge: Callable[..., Bridge], db_url: str, request: pytest.FixtureRequest
+    make_bridge: Callable[..., Bridge], db_url: str
 ) -> None:
-    if "postgresql" in db_url:
-        request.applymarker(pytest.mark.xfail(
-            reason="bridge/store.py reads rowcount, which is -1 on PostgreSQL because the INSERT"
-            " gets an implicit RETURNING: every new event is reported as a duplicate",
-        ))  # fmt: skip
     bridge = make_bridge(db_url)
     assert bridge.send(CONVERSION, "msg_first") == {"received": True, "duplicate": False}
     assert bridge.rt.wake.is_set()

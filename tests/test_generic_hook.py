@@ -162,9 +162,7 @@ def test_known_answer_vector_passes_the_signature_check(vector_client: Any) -> N
     response = post(client, KAT["payload"].encode(), vector_headers(KAT["expected_signature"]))
     # The vector's payload is no generic event: refused for its body, never for its signature.
     assert response.status_code == 400
-    assert response.get_json() == {
-        "error": "Invalid event body: type is required."
-    }
+    assert response.get_json() == {"error": "Invalid event body: type is required."}
     assert events(rt) == []
 
 
@@ -410,13 +408,26 @@ def test_signed_bodies_that_are_not_json(generic: Any, body: bytes) -> None:
 
 def test_every_problem_of_a_body_is_listed(generic: Any) -> None:
     client, rt = generic
-    body = body_of({"id": "evt-9", "type": "conversion", "cid": "nope", "external_cid": "u",
-                    "amount": 49.9, "ammount": "1"})
+    body = body_of(
+        {
+            "id": "evt-9",
+            "type": "conversion",
+            "cid": "nope",
+            "external_cid": "u",
+            "amount": 49.9,
+            "ammount": "1",
+        }
+    )
     response = post(client, body, plain_headers(body))
     assert response.status_code == 400
     error = response.get_json()["error"]
-    for problem in ("cid must be a Trackdesk click id", "not both", "conversion_type is required",
-                    "amount must be a decimal string", 'unknown field "ammount"'):
+    for problem in (
+        "cid must be a Trackdesk click id",
+        "not both",
+        "conversion_type is required",
+        "amount must be a decimal string",
+        'unknown field "ammount"',
+    ):
         assert problem in error
     assert events(rt) == []
 
@@ -486,8 +497,11 @@ def _doc_signature(block: int, secret: str) -> dict[str, str]:
 def test_the_documented_standard_webhooks_recipe_signs_correctly(generic: Any) -> None:
     client, rt = generic
     got = _doc_signature(0, SW_SECRET)
-    headers = {"webhook-id": got["id"], "webhook-timestamp": got["ts"],
-               "webhook-signature": f"v1,{got['sig']}"}
+    headers = {
+        "webhook-id": got["id"],
+        "webhook-timestamp": got["ts"],
+        "webhook-signature": f"v1,{got['sig']}",
+    }
     response = post(client, got["body"].encode(), headers)
     assert response.get_json() == {"received": True, "duplicate": False}
     assert [e.event_id for e in events(rt)] == [got["id"]]
