@@ -31,8 +31,14 @@ EXAMPLE = ROOT / "examples" / "checkout.html"
 SCRIPT = ROOT / "bridge" / "static" / "capture.js"
 CHROMIUM = os.environ.get("BRIDGE_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 CID = "0b6f2a4e-5c1d-4e8f-9a7b-3c2d1e0f9a8b"
 SHOP = "https://shop.example.com"
@@ -139,13 +145,20 @@ def test_example_checkout_page_end_to_end(browser: Any, sqlite_url: str, tmp_pat
     shop = page_server(lambda: rendered["html"])
     config = tmp_path / "bridge.toml"
     config.write_text("", encoding="utf-8")
-    rt = build_runtime(sqlite_url, tmp_path, BRIDGE_CONFIG=str(config),
-                       TRACKDESK_BASE_URL=trackdesk.url, CAPTURE_ALLOWED_ORIGINS=shop.url)
+    rt = build_runtime(
+        sqlite_url,
+        tmp_path,
+        BRIDGE_CONFIG=str(config),
+        TRACKDESK_BASE_URL=trackdesk.url,
+        CAPTURE_ALLOWED_ORIGINS=shop.url,
+    )
     bridge = Serving(make_server("127.0.0.1", 0, create_app(rt=rt), threaded=True))
     # What the merchant's template does: its bridge's address and a token for this customer.
-    rendered["html"] = EXAMPLE.read_text(encoding="utf-8").replace(
-        "https://bridge.example.com", bridge.url
-    ).replace("{{ capture_token }}", mint_capture_token("cus_e2e", BASE_ENV["SECRET_KEY"]))
+    rendered["html"] = (
+        EXAMPLE.read_text(encoding="utf-8")
+        .replace("https://bridge.example.com", bridge.url)
+        .replace("{{ capture_token }}", mint_capture_token("cus_e2e", BASE_ENV["SECRET_KEY"]))
+    )
     context = browser.new_context()
     try:
         cookie = quote(json.dumps({"tenantId": "acme", "cid": CID}), safe="")
@@ -173,10 +186,12 @@ def test_example_checkout_page_end_to_end(browser: Any, sqlite_url: str, tmp_pat
     assert (link.external_cid, link.cid, link.source) == ("cus_e2e", CID, "capture")
     Worker(rt).run_until_idle()
     trackdesk.close()
-    assert calls == [(
-        "/tracking/external-cid/v1",
-        {"externalCid": "cus_e2e", "revenueOriginId": "ro-1234", "cid": CID},
-    )]
+    assert calls == [
+        (
+            "/tracking/external-cid/v1",
+            {"externalCid": "cus_e2e", "revenueOriginId": "ro-1234", "cid": CID},
+        )
+    ]
     with rt.sessions() as session:
         assert session.get(Outbox, link.outbox_id).state == "delivered"  # type: ignore[union-attr]
     rt.engine.dispose()
@@ -204,8 +219,12 @@ class Shop:
             route.fulfill(status=200, content_type="text/javascript", body=SCRIPT.read_text())
         elif url.endswith("/capture") and request.method == "POST":
             self.captures.append({"url": url, "body": json.loads(request.post_data or "{}")})
-            route.fulfill(status=200, content_type="application/json", body='{"linked": true}',
-                          headers={"Access-Control-Allow-Origin": SHOP})
+            route.fulfill(
+                status=200,
+                content_type="application/json",
+                body='{"linked": true}',
+                headers={"Access-Control-Allow-Origin": SHOP},
+            )
         else:
             route.abort()
 
@@ -263,7 +282,8 @@ def test_every_cookie_form_decorates_and_captures(shop: Shop, cookie: str) -> No
 
 
 @pytest.mark.parametrize(
-    "cookie", [None, "merchant-user-1", json.dumps({"tenantId": "acme"}), "%E0%A4%A", "{broken"],
+    "cookie",
+    [None, "merchant-user-1", json.dumps({"tenantId": "acme"}), "%E0%A4%A", "{broken"],
     ids=["none", "not-a-click-id", "json-without-cid", "bad-encoding", "bad-json"],
 )
 def test_nothing_happens_without_a_click_id(shop: Shop, cookie: str | None) -> None:
@@ -306,8 +326,9 @@ def test_elements_added_later_are_decorated(shop: Shop) -> None:
     )
     assert page.get_attribute("#link", "href") == f"{PAYMENT_LINK}?client_reference_id={CID}"
     page.evaluate(f"document.getElementById('moved').href = '{PAYMENT_LINK}'")  # an SPA's change
-    page.wait_for_function("document.getElementById('moved').href.includes('client_reference')",
-                           timeout=TIMEOUT_MS)
+    page.wait_for_function(
+        "document.getElementById('moved').href.includes('client_reference')", timeout=TIMEOUT_MS
+    )
     assert shop.errors() == []
 
 
@@ -319,10 +340,13 @@ def test_no_token_no_capture(shop: Shop) -> None:
 
 
 def test_bridge_address_comes_from_the_script_src(shop: Shop) -> None:
-    tag = (f'<script src="{BRIDGE}/prefix/capture.js?v=2" data-token="tok" '
-           'data-payment-link-hosts="pay.shop.example.com"></script>')
-    page = shop.open('<a id="link" href="https://pay.shop.example.com/b/x">pay</a>',
-                     cookie=CID, script=tag)
+    tag = (
+        f'<script src="{BRIDGE}/prefix/capture.js?v=2" data-token="tok" '
+        'data-payment-link-hosts="pay.shop.example.com"></script>'
+    )
+    page = shop.open(
+        '<a id="link" href="https://pay.shop.example.com/b/x">pay</a>', cookie=CID, script=tag
+    )
     page.wait_for_function("window.__captures.length > 0", timeout=TIMEOUT_MS)
     assert [c["url"] for c in shop.captures] == [f"{BRIDGE}/prefix/capture"]
     assert page.get_attribute("#link", "href") == (

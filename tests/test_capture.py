@@ -133,8 +133,17 @@ def test_every_cookie_form(client: Any, capture_app: Flask, cookie: str) -> None
         quote('{"cid": broken}'),
         CID + " " * 1500,
     ],
-    ids=["junk", "empty", "long-uuid", "json-no-cid", "json-number", "json-list", "json-broken",
-         "url-broken", "huge"],
+    ids=[
+        "junk",
+        "empty",
+        "long-uuid",
+        "json-no-cid",
+        "json-number",
+        "json-list",
+        "json-broken",
+        "url-broken",
+        "huge",
+    ],
 )
 def test_malformed_click_id_refused(client: Any, capture_app: Flask, cookie: str) -> None:
     response = capture(client, cookie)
@@ -144,8 +153,9 @@ def test_malformed_click_id_refused(client: Any, capture_app: Flask, cookie: str
 
 
 def test_click_id_pattern_from_the_mapping_file(sqlite_url: str, tmp_path: Path) -> None:
-    app, rt = make_app(sqlite_url, tmp_path,
-                       mapping='[attribution]\nclick_id_pattern = "td-[0-9a-z]+"\n')
+    app, rt = make_app(
+        sqlite_url, tmp_path, mapping='[attribution]\nclick_id_pattern = "td-[0-9a-z]+"\n'
+    )
     client = app.test_client()
     assert capture(client, "td-abc123").status_code == 200
     assert capture(client, CID).status_code == 400
@@ -167,7 +177,8 @@ def test_second_click_id_is_forwarded_and_history_kept(client: Any, capture_app:
     response = capture(client, CID2)
     assert response.get_json() == {"linked": True, "new": True}
     assert [(link.external_cid, link.cid) for link in links(capture_app)] == [
-        ("cus_123", CID), ("cus_123", CID2),
+        ("cus_123", CID),
+        ("cus_123", CID2),
     ]
     assert [row.call["body"]["cid"] for row in outbox(capture_app)] == [CID, CID2]
 
@@ -235,8 +246,9 @@ def test_bad_bodies_get_json_errors(client: Any, body: Any, status: int) -> None
 
 def test_text_plain_body_is_read_as_json(client: Any) -> None:
     body = json.dumps({"cid": CID, "token": mint_capture_token("cus_1", KEY)})
-    response = client.post("/capture", data=body, headers={"Origin": ORIGIN},
-                           content_type="text/plain")
+    response = client.post(
+        "/capture", data=body, headers={"Origin": ORIGIN}, content_type="text/plain"
+    )
     assert response.status_code == 200
 
 
@@ -259,10 +271,14 @@ def test_storage_failure_is_a_503_not_a_500(client: Any, capture_app: Flask) -> 
 
 
 def test_preflight_from_an_allowed_origin(client: Any) -> None:
-    response = client.options("/capture", headers={
-        "Origin": ORIGIN, "Access-Control-Request-Method": "POST",
-        "Access-Control-Request-Headers": "content-type",
-    })
+    response = client.options(
+        "/capture",
+        headers={
+            "Origin": ORIGIN,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type",
+        },
+    )
     assert response.status_code == 204
     assert response.headers["Access-Control-Allow-Origin"] == ORIGIN
     assert response.headers["Access-Control-Allow-Methods"] == "POST"
@@ -277,11 +293,19 @@ def test_configured_origin_is_normalised(client: Any) -> None:
     assert response.headers["Access-Control-Allow-Origin"] == "https://other.example.com"
 
 
-@pytest.mark.parametrize("origin", ["https://evil.example.com", "null", "http://shop.example.com",
-                                    "https://shop.example.com.evil.com"])
+@pytest.mark.parametrize(
+    "origin",
+    [
+        "https://evil.example.com",
+        "null",
+        "http://shop.example.com",
+        "https://shop.example.com.evil.com",
+    ],
+)
 def test_other_origins_are_denied(client: Any, capture_app: Flask, origin: str) -> None:
-    preflight = client.options("/capture", headers={
-        "Origin": origin, "Access-Control-Request-Method": "POST"})
+    preflight = client.options(
+        "/capture", headers={"Origin": origin, "Access-Control-Request-Method": "POST"}
+    )
     assert preflight.status_code == 403
     assert "Access-Control-Allow-Origin" not in preflight.headers
     response = capture(client, origin=origin)
@@ -353,8 +377,9 @@ def test_two_processes_on_one_database_share_the_limit(
     rt_b.engine.dispose()
 
 
-def test_old_counts_are_forgotten(sqlite_url: str, tmp_path: Path,
-                                  frozen_clock: list[float]) -> None:
+def test_old_counts_are_forgotten(
+    sqlite_url: str, tmp_path: Path, frozen_clock: list[float]
+) -> None:
     app, rt = make_app(sqlite_url, tmp_path)
     client = app.test_client()
     capture(client)
@@ -419,8 +444,11 @@ def test_email_external_cid_is_normalised(sqlite_url: str, tmp_path: Path) -> No
 
 
 def test_token_endpoint_mints_a_token(client: Any) -> None:
-    response = client.post("/capture/tokens", json={"external_cid": "cus_123"},
-                           headers={"Authorization": f"Bearer {API_TOKEN}"})
+    response = client.post(
+        "/capture/tokens",
+        json={"external_cid": "cus_123"},
+        headers={"Authorization": f"Bearer {API_TOKEN}"},
+    )
     assert response.status_code == 200
     assert response.headers["Cache-Control"] == "no-store"
     body = response.get_json()
@@ -430,8 +458,17 @@ def test_token_endpoint_mints_a_token(client: Any) -> None:
 
 
 @pytest.mark.parametrize(
-    "authorization", [None, "", "Bearer", "Bearer wrong", f"Basic {API_TOKEN}", f"{API_TOKEN}",
-                      f"Bearer {API_TOKEN}x", "Bearer ünïcode"],
+    "authorization",
+    [
+        None,
+        "",
+        "Bearer",
+        "Bearer wrong",
+        f"Basic {API_TOKEN}",
+        f"{API_TOKEN}",
+        f"Bearer {API_TOKEN}x",
+        "Bearer ünïcode",
+    ],
 )
 def test_token_endpoint_needs_the_bearer_token(client: Any, authorization: str | None) -> None:
     headers = {} if authorization is None else {"Authorization": authorization}
@@ -444,17 +481,23 @@ def test_token_endpoint_needs_the_bearer_token(client: Any, authorization: str |
 
 @pytest.mark.parametrize("body", [{}, {"external_cid": ""}, {"external_cid": 5}, [1], "x"])
 def test_token_endpoint_refuses_bad_external_cids(client: Any, body: Any) -> None:
-    response = client.post("/capture/tokens", data=json.dumps(body),
-                           headers={"Authorization": f"Bearer {API_TOKEN}"},
-                           content_type="application/json")
+    response = client.post(
+        "/capture/tokens",
+        data=json.dumps(body),
+        headers={"Authorization": f"Bearer {API_TOKEN}"},
+        content_type="application/json",
+    )
     assert response.status_code == 400
     assert "error" in response.get_json()
 
 
 def test_token_endpoint_is_off_without_api_token(sqlite_url: str, tmp_path: Path) -> None:
     app, rt = make_app(sqlite_url, tmp_path)
-    response = app.test_client().post("/capture/tokens", json={"external_cid": "cus_1"},
-                                      headers={"Authorization": "Bearer anything"})
+    response = app.test_client().post(
+        "/capture/tokens",
+        json={"external_cid": "cus_1"},
+        headers={"Authorization": "Bearer anything"},
+    )
     assert response.status_code == 404
     assert "BRIDGE_API_TOKEN" in response.get_json()["error"]
     rt.engine.dispose()
@@ -473,8 +516,12 @@ def post_invoice(client: Any, number: int, subscription_metadata: dict[str, str]
     invoice["id"] = f"in_capture_{number}"
     invoice["parent"]["subscription_details"]["metadata"] = subscription_metadata
     body = json.dumps(event).encode()
-    response = client.post("/webhooks/stripe", data=body, content_type="application/json",
-                           headers={"Stripe-Signature": sign(body)})
+    response = client.post(
+        "/webhooks/stripe",
+        data=body,
+        content_type="application/json",
+        headers={"Stripe-Signature": sign(body)},
+    )
     assert response.status_code == 200
 
 
@@ -483,23 +530,32 @@ def trackdesk_calls(rt: Runtime) -> list[tuple[str, dict[str, Any]]]:
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
         mock.post("http://trackdesk.test/tracking/external-cid/v1", json={"status": "ok"})
         Worker(rt).run_until_idle()
-        return [(str(call.request.url), json.loads(call.request.body or b"{}"))
-                for call in mock.calls]
+        return [
+            (str(call.request.url), json.loads(call.request.body or b"{}")) for call in mock.calls
+        ]
 
 
 def conversion(external_cid: str, number: int) -> tuple[str, dict[str, Any]]:
     """The conversion call expected for the fixture invoice `number`."""
-    return ("http://trackdesk.test/tracking/external-cid/v1", {
-        "externalCid": external_cid, "revenueOriginId": "ro-1234", "conversionTypeCode": "sale",
-        "externalId": f"in_capture_{number}", "customerId": STRIPE_CUSTOMER,
-        "amount": {"value": "29"},
-    })
+    return (
+        "http://trackdesk.test/tracking/external-cid/v1",
+        {
+            "externalCid": external_cid,
+            "revenueOriginId": "ro-1234",
+            "conversionTypeCode": "sale",
+            "externalId": f"in_capture_{number}",
+            "customerId": STRIPE_CUSTOMER,
+            "amount": {"value": "29"},
+        },
+    )
 
 
 def link_call(external_cid: str) -> tuple[str, dict[str, Any]]:
     """The link call expected for a capture of CID."""
-    return ("http://trackdesk.test/tracking/external-cid/v1",
-            {"externalCid": external_cid, "revenueOriginId": "ro-1234", "cid": CID})
+    return (
+        "http://trackdesk.test/tracking/external-cid/v1",
+        {"externalCid": external_cid, "revenueOriginId": "ro-1234", "cid": CID},
+    )
 
 
 def test_captured_customer_converts_every_later_invoice(sqlite_url: str, tmp_path: Path) -> None:
@@ -509,13 +565,14 @@ def test_captured_customer_converts_every_later_invoice(sqlite_url: str, tmp_pat
     post_invoice(client, 1, {})
     post_invoice(client, 2, {})
     assert trackdesk_calls(rt) == [
-        link_call(STRIPE_CUSTOMER), conversion(STRIPE_CUSTOMER, 1), conversion(STRIPE_CUSTOMER, 2),
+        link_call(STRIPE_CUSTOMER),
+        conversion(STRIPE_CUSTOMER, 1),
+        conversion(STRIPE_CUSTOMER, 2),
     ]
     rt.engine.dispose()
 
 
-def test_sign_up_capture_converts_through_the_metadata_key(sqlite_url: str,
-                                                            tmp_path: Path) -> None:
+def test_sign_up_capture_converts_through_the_metadata_key(sqlite_url: str, tmp_path: Path) -> None:
     """Captured at sign-up under the merchant's user id, before any Stripe customer existed."""
     app, rt = make_app(sqlite_url, tmp_path, mapping=METADATA_MAPPING)
     client = app.test_client()

@@ -26,13 +26,13 @@ from bridge.links import link_customer
 from bridge.metrics import REGISTRY
 from bridge.tokens import CaptureTokens, TokenError, check_external_cid
 from bridge.web import error, runtime
+from bridge.web.capture_cors import allow_origin, origin_allowed, preflight
 
 bp = Blueprint("capture", __name__)
 log = logging.getLogger("bridge.capture")
 
 STATIC = Path(__file__).resolve().parents[1] / "static"
 SCRIPT_MAX_AGE = 3600  # browsers and CDNs keep capture.js an hour, then revalidate (ETag)
-PREFLIGHT_MAX_AGE = 600
 MAX_BODY = 4096  # a click id and a token: anything bigger is not a capture
 CAPTURES = Counter(
     "bridge_captures_total",
@@ -52,21 +52,6 @@ def _json_object() -> dict[str, Any]:
     return data
 
 
-def _origin(value: str) -> str:
-    """An origin as browsers send it: lower case, no trailing slash, no default port."""
-    origin = value.strip().rstrip("/").lower()
-    for scheme, port in (("https://", ":443"), ("http://", ":80")):
-        if origin.startswith(scheme) and origin.endswith(port):
-            return origin.removesuffix(port)
-    return origin
-
-
-def _origin_allowed(origin: str) -> bool:
-    """Tell whether a browser origin is one of CAPTURE_ALLOWED_ORIGINS."""
-    allowed = runtime().settings.capture_allowed_origins
-    return _origin(origin) in {_origin(value) for value in allowed}
-
-
 def _refuse(outcome: str, message: str, status: int, **headers: str) -> Response:
     """An error answer for `/capture`, counted by outcome."""
     CAPTURES.labels(outcome).inc()
@@ -79,10 +64,7 @@ def _refuse(outcome: str, message: str, status: int, **headers: str) -> Response
 def _cors(response: Response) -> Response:
     """Let allowed origins read `/capture` answers, errors included."""
     if request.endpoint == "capture.capture":
-        response.vary.add("Origin")
-        origin = request.headers.get("Origin")
-        if origin and _origin_allowed(origin):
-            response.headers["Access-Control-Allow-Origin"] = origin
+        return allow_origin(response, runtime().settings.capture_allowed_origins)
     return response
 
 
@@ -90,7 +72,8 @@ def _cors(response: Response) -> Response:
 def capture() -> ResponseReturnValue:
     """Link the click id `cid` to the customer the capture `token` was minted for."""
     origin = request.headers.get("Origin")
-    if origin is not None and not _origin_allowed(origin):
+    allowed = runtime().settings.capture_allowed_origins
+    if origin is not None and not origin_allowed(origin, allowed):
         return _refuse(
             "origin",
             "This origin may not call /capture: the bridge's "
@@ -98,7 +81,7 @@ def capture() -> ResponseReturnValue:
             403,
         )
     if request.method == "OPTIONS":
-        return _preflight()
+        return preflight()
     rt = runtime()
     client = client_address(
         request.remote_addr, request.headers.get("X-Forwarded-For"), rt.settings.trusted_proxy_hops
@@ -130,17 +113,6 @@ def capture() -> ResponseReturnValue:
     except TokenError as exc:
         return _refuse("bad_token", exc.message, 403)
     return _link(capture_external_cid(external_cid, rt.mapping.attribution), cid)
-
-
-def _preflight() -> Response:
-    """Answer the browser's CORS preflight for a JSON POST."""
-    response = make_response("", 204)
-    response.headers["Allow"] = "POST, OPTIONS"
-    if request.headers.get("Origin"):
-        response.headers["Access-Control-Allow-Methods"] = "POST"
-        response.headers["Access-Control-Allow-Headers"] = "Content-Type"
-        response.headers["Access-Control-Max-Age"] = str(PREFLIGHT_MAX_AGE)
-    return response
 
 
 def _link(external_cid: str, cid: str) -> Response:
