@@ -9,7 +9,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from bridge.runtime import Runtime
-from bridge.trackdesk import conversion_call
+from bridge.trackdesk import conversion_call, probe_call
 
 
 def run_check(rt: Runtime, *, send_test: bool, echo: Callable[[str], None]) -> int:
@@ -36,15 +36,17 @@ def run_check(rt: Runtime, *, send_test: bool, echo: Callable[[str], None]) -> i
     if not send_test:
         return 0
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-    call = conversion_call(
-        conversion_type_code=rt.mapping.conversion_types.one_time,
-        external_id=f"bridge-check-{stamp}",
-        customer_id="bridge-check",
-        amount="1",
-        external_cid="bridge-check",
-        revenue_origin_id=s.trackdesk_revenue_origin_id,
-        status="CONVERSION_STATUS_TEST",
-        external_cid_path=rt.mapping.trackdesk.external_cid_conversion_path,
+    call = probe_call(
+        conversion_call(
+            conversion_type_code=rt.mapping.conversion_types.one_time,
+            external_id=f"bridge-check-{stamp}",
+            customer_id="bridge-check",
+            amount="1",
+            external_cid="bridge-check",
+            revenue_origin_id=s.trackdesk_revenue_origin_id,
+            status="CONVERSION_STATUS_TEST",
+            external_cid_path=rt.mapping.trackdesk.external_cid_conversion_path,
+        )
     )
     outcome = rt.trackdesk.send(call)
     echo(f"test conversion: POST {call.path} -> {outcome.status} {outcome.kind}: {outcome.reason}")
