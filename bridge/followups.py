@@ -1,27 +1,83 @@
 """What follows a payment: invoice payments, refunds, disputes, fraud warnings.
 
-Recorded on the stored event for now; status updates at Trackdesk are computed from them by the
-refunds-and-disputes handling.
+Each is recorded by Stripe id (`bridge.refunds`), then the conversion it belongs to, if any, gets
+the status everything known of its payment calls for (`bridge.status_sync`).
 """
 
 from __future__ import annotations
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bridge.db.models import Conversion, Event
-from bridge.domain.facts import Fact, InvoicePaymentFact
+from bridge.domain.facts import (
+    ChargeRefundsFact,
+    DisputeFact,
+    Fact,
+    FraudWarningFact,
+    InvoicePaymentFact,
+    RefundFact,
+)
+from bridge.refunds import (
+    find_conversion,
+    record_charge_refunds,
+    record_dispute,
+    record_invoice_payment,
+    record_refund,
+)
 from bridge.runtime import Runtime
+from bridge.status_sync import sync_status
 
 
 def apply_followup(session: Session, rt: Runtime, fact: Fact, event: Event) -> str:
-    """Record what a follow-up event says about a conversion."""
-    if isinstance(fact, InvoicePaymentFact) and fact.invoice_id:
-        conv = session.execute(
-            select(Conversion).where(Conversion.invoice_id == fact.invoice_id)
-        ).scalar_one_or_none()
-        if conv is not None:
-            conv.payment_intent_id = conv.payment_intent_id or fact.payment_intent_id
-            conv.charge_id = conv.charge_id or fact.charge_id
-        return "recorded:invoice_payment"
-    return f"recorded:{type(fact).__name__}"
+    """Record what a follow-up event says, then bring its conversion's status up to date."""
+    if isinstance(fact, InvoicePaymentFact):
+        record_invoice_payment(session, fact)
+        conv = find_conversion(
+            session, payment_intent_id=None, charge_id=None, invoice_id=fact.invoice_id
+        )
+        prefix = "invoice_payment"
+    elif isinstance(fact, (ChargeRefundsFact, RefundFact, DisputeFact, FraudWarningFact)):
+        _record(session, fact)
+        invoice = fact.invoice_id if isinstance(fact, ChargeRefundsFact) else None
+        conv = find_conversion(
+            session,
+            payment_intent_id=fact.payment_intent_id,
+            charge_id=fact.charge_id,
+            invoice_id=invoice,
+        )
+        prefix = _PREFIX[type(fact)]
+    else:
+        return f"recorded:{type(fact).__name__}"
+    if conv is None:
+        return f"{prefix}:no_conversion"
+    _fill_ids(conv, fact)
+    return f"{prefix}:{sync_status(session, rt, conv, event.event_id)}"
+
+
+_PREFIX: dict[type, str] = {
+    ChargeRefundsFact: "refund",
+    RefundFact: "refund",
+    DisputeFact: "dispute",
+    FraudWarningFact: "fraud_warning",
+}
+
+
+def _record(
+    session: Session, fact: ChargeRefundsFact | RefundFact | DisputeFact | FraudWarningFact
+) -> None:
+    """Store the fact by its Stripe id."""
+    if isinstance(fact, ChargeRefundsFact):
+        record_charge_refunds(session, fact)
+    elif isinstance(fact, RefundFact):
+        record_refund(session, fact)
+    else:
+        record_dispute(session, fact)
+
+
+def _fill_ids(
+    conv: Conversion,
+    fact: InvoicePaymentFact | ChargeRefundsFact | RefundFact | DisputeFact | FraudWarningFact,
+) -> None:
+    """Learn the payment intent and charge of an invoice conversion (current API shape)."""
+    conv.payment_intent_id = conv.payment_intent_id or fact.payment_intent_id
+    conv.charge_id = conv.charge_id or fact.charge_id

@@ -203,3 +203,84 @@ class CaptureHits(Base):
     minute: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     client: Mapped[str] = mapped_column(String(64), primary_key=True)
     hits: Mapped[int] = mapped_column(Integer)
+
+
+# --- refunds and disputes (issue 4) ---
+class InvoicePayment(Base):
+    """Which payment intent or charge paid which invoice (`invoice_payment.paid`, or the API)."""
+
+    __tablename__ = "invoice_payments"
+
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    invoice_id: Mapped[str] = mapped_column(String(255), index=True)
+    payment_intent_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    charge_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    out_of_band: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str | None] = mapped_column(String(40))
+    event_id: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime]
+
+
+class Refund(Base):
+    """One Stripe refund by id; a failed or canceled one no longer counts."""
+
+    __tablename__ = "refunds"
+
+    refund_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    charge_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    payment_intent_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str | None] = mapped_column(String(3))
+    status: Mapped[str | None] = mapped_column(String(40))
+    counts: Mapped[bool] = mapped_column(Boolean)
+    changed_at: Mapped[datetime]  # the Stripe event's `created`: older news never overwrites
+    event_id: Mapped[str | None] = mapped_column(String(255))
+
+
+class ChargeRefunds(Base):
+    """A charge's refund totals from its latest `charge.refunded` snapshot."""
+
+    __tablename__ = "charge_refunds"
+
+    charge_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    payment_intent_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    invoice_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    refunded_minor: Mapped[int] = mapped_column(BigInteger)
+    fully_refunded: Mapped[bool] = mapped_column(Boolean)
+    currency: Mapped[str | None] = mapped_column(String(3))
+    changed_at: Mapped[datetime]
+    event_id: Mapped[str | None] = mapped_column(String(255))
+
+
+class Dispute(Base):
+    """A dispute (kind "dispute") or a Radar early fraud warning (kind "fraud_warning")."""
+
+    __tablename__ = "disputes"
+
+    dispute_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    charge_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    payment_intent_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    phase: Mapped[str] = mapped_column(String(20))
+    status: Mapped[str | None] = mapped_column(String(40))
+    amount_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    changed_at: Mapped[datetime]
+    event_id: Mapped[str | None] = mapped_column(String(255))
+
+
+class ConversionStatus(Base):
+    """The status last queued for a conversion, and what waits for the merchant's hand."""
+
+    __tablename__ = "conversion_statuses"
+
+    conversion_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("conversions.id"), primary_key=True
+    )
+    desired: Mapped[str] = mapped_column(String(20))
+    queued: Mapped[str | None] = mapped_column(String(20))  # None: only the conversion call
+    manual: Mapped[bool] = mapped_column(Boolean, default=False)  # no TRACKDESK_API_KEY
+    parked_state: Mapped[str | None] = mapped_column(String(20))  # held/blocked before a refund
+    parked_hold_until: Mapped[datetime | None]
+    event_id: Mapped[str | None] = mapped_column(String(255))
+    updated_at: Mapped[datetime]

@@ -1,0 +1,99 @@
+"""The status a conversion should have at Trackdesk, from everything known about its payment.
+
+Pure: no database, no network. Order of precedence, strongest first:
+    refunded   a lost dispute; a full refund; a partial refund the mapping file counts
+    on_hold    an open dispute; an early fraud warning when the mapping file says hold
+    base       what the conversion call carried: "approved", or "test" in test mode
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from bridge.domain.facts import DisputePhase
+from bridge.mapping import FraudPolicy, RefundPolicy
+
+_CLOSED_FOR_MERCHANT = frozenset({"won", "warning_closed", "prevented"})
+
+
+@dataclass(frozen=True)
+class ChargeTotals:
+    """A charge's refund totals as a `charge.refunded` snapshot gave them, and when."""
+
+    amount_minor: int
+    refunded_minor: int
+    fully_refunded: bool
+    at: datetime
+
+
+@dataclass(frozen=True)
+class KnownRefund:
+    """One refund by id; `counts` is False once it failed or was canceled (`at`: last change)."""
+
+    refund_id: str
+    amount_minor: int
+    counts: bool
+    at: datetime
+
+
+@dataclass(frozen=True)
+class PaymentState:
+    """Everything recorded about one converted payment's money after it was paid."""
+
+    base: str  # "approved" or "test"
+    paid_minor: int
+    charges: tuple[ChargeTotals, ...] = ()
+    refunds: tuple[KnownRefund, ...] = ()
+    disputes: tuple[DisputePhase, ...] = ()
+    fraud_warning: bool = False
+
+
+def refunded_minor(refunds: Iterable[KnownRefund], charges: Iterable[ChargeTotals]) -> int:
+    """Money given back: refunds summed by id, or a charge snapshot less refunds failed since."""
+    refunds = tuple(refunds)
+    by_id = sum(r.amount_minor for r in refunds if r.counts)
+    snapshots = 0
+    for charge in charges:
+        # A refund that failed after the snapshot was still counted in it: take it out again.
+        failed_since = sum(r.amount_minor for r in refunds if not r.counts and r.at >= charge.at)
+        snapshots += max(charge.refunded_minor - failed_since, 0)
+    return max(by_id, snapshots)
+
+
+def fully_refunded(state: PaymentState) -> bool:
+    """All of the payment was given back (Stripe's own flag, or the amounts say so)."""
+    refunded = refunded_minor(state.refunds, state.charges)
+    if any(c.fully_refunded and c.refunded_minor <= refunded for c in state.charges):
+        return True
+    total = max([state.paid_minor, *(c.amount_minor for c in state.charges)])
+    return total > 0 and refunded >= total
+
+
+def partial_refund_counts(state: PaymentState, policy: RefundPolicy) -> bool:
+    """A partial refund refunds the conversion under the `refund` or a reached `threshold`."""
+    refunded = refunded_minor(state.refunds, state.charges)
+    if refunded <= 0 or policy.partial == "ignore":
+        return False
+    if policy.partial == "refund":
+        return True
+    total = max([state.paid_minor, *(c.amount_minor for c in state.charges)])
+    if total <= 0:
+        return True
+    return Decimal(refunded) * 100 >= policy.partial_threshold_percent * total
+
+
+def desired_status(state: PaymentState, refunds: RefundPolicy, fraud: FraudPolicy) -> str:
+    """The status tail the conversion should have now ("approved", "test", "on_hold", …)."""
+    if "lost" in state.disputes:
+        return "refunded"
+    if fully_refunded(state) or partial_refund_counts(state, refunds):
+        return "refunded"
+    if "open" in state.disputes:
+        return "on_hold"
+    settled = any(phase in _CLOSED_FOR_MERCHANT for phase in state.disputes)
+    if state.fraud_warning and fraud.hold_on_early_fraud_warning and not settled:
+        return "on_hold"
+    return state.base

@@ -1,0 +1,239 @@
+"""Refunds through POST /webhooks/stripe: finding the conversion, summing, policies, test mode."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+import responses
+from sqlalchemy import select
+
+from bridge.app import create_app
+from bridge.db.models import Conversion, Event, Outbox, Refund
+from bridge.mapping import PaymentPolicy, RefundPolicy
+from bridge.runtime import Runtime
+from bridge.worker import Worker
+from tests.conftest import build_runtime, sign
+
+TD = "http://trackdesk.test"
+STATUS_URL = TD + "/api/node/conversions/v1/update-status-by-external-id"
+API_KEY = "td-personal-token-123"
+PI, CHARGE = "pi_315018f3cad85334", "ch_ef3973a5289e8a5d"
+Post = Callable[[dict[str, Any]], Any]
+
+
+@pytest.fixture
+def td(sqlite_url: str, tmp_path: Path) -> Iterator[Runtime]:
+    """A runtime with TRACKDESK_API_KEY set (status updates can be sent)."""
+    runtime = build_runtime(sqlite_url, tmp_path, TRACKDESK_API_KEY=API_KEY)
+    yield runtime
+    runtime.engine.dispose()
+
+
+def poster(runtime: Runtime) -> Post:
+    """POST events to the runtime's app with real signatures; every one must be stored."""
+    client = create_app(rt=runtime).test_client()
+
+    def post(event: dict[str, Any]) -> Any:
+        body = json.dumps(event).encode()
+        response = client.post(
+            "/webhooks/stripe", data=body, headers={"Stripe-Signature": sign(body)},
+            content_type="application/json",
+        )  # fmt: skip
+        assert response.status_code == 200
+        return response
+
+    return post
+
+
+@pytest.fixture
+def post(td: Runtime) -> Post:
+    return poster(td)
+
+
+def trackdesk() -> responses.RequestsMock:
+    """A fake Trackdesk accepting links, conversions and status updates."""
+    mock = responses.RequestsMock(assert_all_requests_are_fired=False)
+    mock.post(TD + "/tracking/external-cid/v1", json={"status": "ok"})
+    mock.post(STATUS_URL, json={"status": "ok"})
+    return mock
+
+
+def deliver(runtime: Runtime) -> list[dict[str, Any]]:
+    """Process and deliver everything; the status update bodies sent, in order."""
+    with trackdesk() as mock:
+        Worker(runtime).run_until_idle()
+        calls = [c for c in mock.calls if c.request.url == STATUS_URL]
+        for call in calls:
+            assert call.request.headers["x-api-key"] == API_KEY
+        return [json.loads(c.request.body) for c in calls]
+
+
+def status_body(external_id: str, status: str) -> dict[str, str]:
+    return {
+        "revenue_origin_id": "ro-1234",
+        "external_id": external_id,
+        "conversion_type_code": "sale",
+        "status": f"CONVERSION_STATUS_{status}",
+    }
+
+
+def refund_event(event_id: str, refund_id: str, amount: int, status: str = "succeeded",
+                 kind: str = "refund.created", charge: str = CHARGE,
+                 intent: str | None = PI) -> dict[str, Any]:  # fmt: skip
+    """A refund.* snapshot event."""
+    obj = {"id": refund_id, "object": "refund", "amount": amount, "charge": charge,
+           "payment_intent": intent, "currency": "usd", "status": status}  # fmt: skip
+    return {"id": event_id, "object": "event", "type": kind, "livemode": True,
+            "created": 1795559800, "api_version": "2026-10-28.endive",
+            "data": {"object": obj}}  # fmt: skip
+
+
+def outcome(runtime: Runtime, event_id: str) -> str | None:
+    with runtime.sessions() as session:
+        return session.execute(select(Event.outcome).where(Event.event_id == event_id)).scalar()
+
+
+def test_full_refund_of_a_checkout_payment(td, post, fixture):
+    post(fixture("checkout.session.completed.payment"))
+    assert deliver(td) == []
+    refunded = fixture("charge.refunded.full")
+    post(refunded)
+    assert deliver(td) == [status_body(PI, "REFUNDED")]
+    assert outcome(td, refunded["id"]) == "refund:status:refunded"
+
+
+def test_same_refund_again_changes_nothing(td, post, fixture):
+    post(fixture("checkout.session.completed.payment"))
+    post(fixture("charge.refunded.full"))
+    assert deliver(td) == [status_body(PI, "REFUNDED")]
+    post(fixture("charge.refunded.full"))  # a duplicate delivery
+    again = fixture("charge.refunded.full")
+    again["id"] = "evt_refunded_again"
+    post(again)
+    post(refund_event("evt_re_1", "re_1", 6440))
+    assert deliver(td) == []
+    with td.sessions() as session:
+        assert session.execute(select(Outbox).where(Outbox.kind == "status")).scalars().all()
+
+
+def test_refund_failed_undoes_it(td, post, fixture):
+    post(fixture("checkout.session.completed.payment"))
+    post(refund_event("evt_re_1", "re_1", 6440))
+    assert deliver(td) == [status_body(PI, "REFUNDED")]
+    failed = refund_event("evt_re_1_failed", "re_1", 6440, status="failed", kind="refund.failed")
+    failed["created"] += 60
+    post(failed)
+    assert deliver(td) == [status_body(PI, "APPROVED")]
+    # An older "succeeded" arriving late cannot bring a failed refund back.
+    post(refund_event("evt_re_1_late", "re_1", 6440, kind="refund.updated"))
+    assert deliver(td) == []
+    with td.sessions() as session:
+        assert session.get(Refund, "re_1").counts is False  # type: ignore[union-attr]
+
+
+def test_refund_failed_after_a_charge_snapshot(td, post, fixture):
+    post(fixture("checkout.session.completed.payment"))
+    snapshot = fixture("charge.refunded.full")
+    post(snapshot)
+    failed = refund_event("evt_re_f", "re_x", 6440, status="failed", kind="refund.failed")
+    failed["created"] = snapshot["created"] + 10
+    post(failed)
+    assert deliver(td) == [status_body(PI, "REFUNDED"), status_body(PI, "APPROVED")]
+
+
+@pytest.mark.parametrize(
+    ("policy", "expected"),
+    [
+        (RefundPolicy("ignore"), []),
+        (RefundPolicy("refund"), [status_body(PI, "REFUNDED")]),
+        (RefundPolicy("threshold", Decimal(15)), [status_body(PI, "REFUNDED")]),
+        (RefundPolicy("threshold", Decimal(16)), []),  # 10.00 of 64.40 is 15.5 %
+    ],
+)
+def test_partial_refund_under_each_policy(td, post, fixture, policy, expected):
+    td.mapping = replace(td.mapping, refunds=policy)
+    post(fixture("checkout.session.completed.payment"))
+    post(fixture("charge.refunded.partial"))
+    assert deliver(td) == expected
+
+
+def test_partial_refunds_add_up_to_a_full_refund(td, post, fixture):
+    post(fixture("checkout.session.completed.payment"))
+    post(refund_event("evt_a", "re_a", 4000))
+    assert deliver(td) == []
+    post(refund_event("evt_b", "re_b", 2440))
+    assert deliver(td) == [status_body(PI, "REFUNDED")]
+
+
+def test_refund_of_a_payment_that_never_converted(td, post, fixture):
+    stranger = fixture("charge.refunded.full")
+    post(stranger)
+    assert deliver(td) == []
+    assert outcome(td, stranger["id"]) == "refund:no_conversion"
+
+
+def test_refund_of_an_opted_out_payment_sends_nothing(td, post, fixture):
+    session_event = fixture("checkout.session.completed.payment")
+    session_event["data"]["object"]["metadata"] = {"trackdesk": "false"}
+    post(session_event)
+    refunded = fixture("charge.refunded.full")
+    post(refunded)
+    assert deliver(td) == []
+    assert outcome(td, refunded["id"]) == "refund:status:not_converted"
+
+
+@pytest.mark.parametrize("mode", ["test_status", "skip"])
+def test_test_mode_each_way(td, post, fixture, mode):
+    td.mapping = replace(td.mapping, payments=PaymentPolicy(test_mode=mode))
+    checkout = fixture("test-mode.checkout.session.completed")
+    post(checkout)
+    intent = checkout["data"]["object"]["payment_intent"]
+    dispute = fixture("charge.dispute.created")
+    dispute["livemode"] = False
+    dispute["data"]["object"].update(payment_intent=intent, charge="ch_test_1", livemode=False)
+    post(dispute)
+    won = json.loads(json.dumps(dispute))
+    won.update(id="evt_won", type="charge.dispute.closed", created=dispute["created"] + 5)
+    won["data"]["object"]["status"] = "won"
+    post(won)
+    sent = deliver(td)
+    if mode == "skip":
+        assert sent == []
+    else:
+        assert sent == [status_body(intent, "ON_HOLD"), status_body(intent, "TEST")]
+
+
+def test_refund_while_the_conversion_waits_in_the_outbox(td, post, fixture):
+    post(fixture("checkout.session.completed.payment"))
+    post(fixture("charge.refunded.full"))
+    with trackdesk() as mock:
+        Worker(td).run_until_idle()
+        paths = [c.request.url.removeprefix(TD) for c in mock.calls]
+    # link, then the conversion itself, then its status: never the status first
+    assert paths == ["/tracking/external-cid/v1"] * 2 + [STATUS_URL.removeprefix(TD)]
+
+
+def test_refund_of_a_held_conversion_keeps_it_from_being_sent(td, post, fixture):
+    invoice = fixture("invoice.paid.subscription_cycle")
+    invoice["data"]["object"]["customer"] = "cus_unlinked"
+    post(invoice)
+    invoice_id = invoice["data"]["object"]["id"]
+    paid = fixture("invoice_payment.paid")
+    post(paid)
+    refunded = fixture("charge.refunded.full")
+    refunded["data"]["object"].update(payment_intent="pi_3QxYinvoicepay01", amount=3480,
+                                      amount_refunded=3480, id="ch_inv_1")  # fmt: skip
+    post(refunded)
+    assert deliver(td) == []
+    with td.sessions() as session:
+        conv = session.execute(
+            select(Conversion).where(Conversion.invoice_id == invoice_id)
+        ).scalar_one()
+        assert conv.state == "skipped"
+        assert conv.reason == "refunded before it was sent: not sent"
