@@ -1,0 +1,1 @@
+"""Helpers for tests that run real processes: a fake Trackdesk server and process control."""
