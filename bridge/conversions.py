@@ -19,7 +19,7 @@ from bridge.db.models import Conversion, Outbox, utcnow
 from bridge.domain.money import format_amount
 from bridge.outbox import enqueue
 from bridge.runtime import Runtime
-from bridge.trackdesk import Call, conversion_call
+from bridge.trackdesk import Call, conversion_call, status_value
 
 HELD, BLOCKED, QUEUED, SKIPPED, EXPIRED = "held", "blocked", "queued", "skipped", "expired"
 
@@ -41,7 +41,7 @@ def build_call(rt: Runtime, conv: Conversion) -> Call:
         external_cid=conv.external_cid,
         revenue_origin_id=rt.settings.trackdesk_revenue_origin_id,
         coupon_codes=list(coupons) if coupons else None,
-        status="CONVERSION_STATUS_TEST" if conv.status == "test" else None,
+        status=None if conv.status in (None, "", "approved") else status_value(conv.status),
         currency_code=send_currency,
         currency_field=rt.mapping.currency.field,
         external_cid_path=rt.mapping.trackdesk.external_cid_conversion_path,

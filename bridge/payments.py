@@ -57,6 +57,7 @@ def _known(
     fact: PaymentFact,
     existing: Conversion | None,
     identity: Identity | None,
+    coupon_codes: tuple[str, ...] = (),
 ) -> tuple[Known, str | None]:
     """The planner's inputs from the database, and the external CID in use."""
     external_cid = resolve_external_cid(
@@ -69,6 +70,7 @@ def _known(
         link=_stored_link(session, external_cid),
         customer_opted_out=bool(identity and identity.opted_out),
         paid_out_of_band=bool(existing and (existing.facts or {}).get("out_of_band")),
+        coupon_codes=coupon_codes,
     )
     return known, external_cid
 
@@ -136,6 +138,9 @@ def _fill(conv: Conversion, decision: Convert) -> None:
     conv.facts = facts
     if decision.target.by == "cid":
         conv.cid, conv.external_cid = decision.target.value, None
+    elif decision.target.by == "coupon":
+        conv.cid, conv.external_cid = None, None
+        conv.facts = {**(conv.facts or {}), "coupon_codes": list(decision.target.coupon_codes)}
     else:
         conv.external_cid = decision.target.value
 
@@ -148,13 +153,20 @@ def _as_if_attributed(rt: Runtime, fact: PaymentFact, known: Known, ext: str) ->
     return decision if isinstance(decision, (Convert, Hold)) else Hold("unattributed", "")
 
 
-def apply_payment(session: Session, rt: Runtime, fact: PaymentFact, event: Event) -> str:
+def apply_payment(
+    session: Session,
+    rt: Runtime,
+    fact: PaymentFact,
+    event: Event,
+    *,
+    coupon_codes: tuple[str, ...] = (),
+) -> str:
     """Skip, hold or convert one paid checkout or invoice; one conversion per payment key."""
     existing = session.execute(
         select(Conversion).where(Conversion.provider == PROVIDER, Conversion.dedupe_key == fact.key)
     ).scalar_one_or_none()
     identity = session.get(Identity, fact.customer_id) if fact.customer_id else None
-    known, external_cid = _known(session, rt, fact, existing, identity)
+    known, external_cid = _known(session, rt, fact, existing, identity, coupon_codes)
     decision = decide_payment(fact, known, rt.mapping, rt.settings.trackdesk_currency, now=utcnow())
     if isinstance(decision, Skip):
         return _skip(session, fact, existing, decision)

@@ -76,8 +76,7 @@ def _lock(session: Session) -> None:
 
 def process_pending_events(rt: Runtime) -> int:
     """Process the stored events that are due; the number handled this round."""
-    if not HANDLERS:
-        _load_handlers()
+    _load_handlers()
     handled = 0
     for event_id in _due_ids(rt, utcnow()):
         handled += process_event(rt, event_id)
@@ -109,7 +108,10 @@ def process_event(rt: Runtime, row_id: int) -> int:
             current.outcome = outcome[:40]
             current.attempts += 1
     except Exception as exc:  # a bug or bad data must not block every later event
-        log.exception("event processing failed", extra={"event_id": event.event_id})
+        log.exception(
+            "event processing failed",
+            extra={"event_id": event.event_id, "error": f"{exc.__class__.__name__}: {exc}"[:300]},
+        )
         return _defer(rt, row_id, f"{exc.__class__.__name__}: {exc}")
     log.info(
         "event processed",

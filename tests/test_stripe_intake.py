@@ -184,3 +184,10 @@ def test_readiness_fails_when_the_database_does_not_answer(rt):
     response = client.get("/readyz")
     assert response.status_code == 503
     assert "error" in response.get_json()
+
+
+def test_absurdly_nested_json_is_a_400_not_a_500(rt, post_stripe):
+    body = b'{"id": "evt_deep", "type": "x", "a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    response = post_stripe(body)
+    assert response.status_code == 400
+    assert "JSON" in response.get_json()["error"]

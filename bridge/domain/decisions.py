@@ -37,6 +37,7 @@ class Known:
     paid_out_of_band: bool = False  # an invoice_payment of type out_of_band_payment was seen
     invoice_created_by_checkout: bool = False  # a payment-mode Checkout Session made this invoice
     fx: FxInfo | None = None  # exchange rate fetched from Stripe (the charge's balance transaction)
+    coupon_codes: tuple[str, ...] = ()  # promotion codes' text, looked up through the Stripe API
 
 
 @dataclass(frozen=True)
@@ -73,10 +74,11 @@ class Hold:
 
 @dataclass(frozen=True)
 class Target:
-    """Whom Trackdesk credits: a click id (`cid`) or a linked external CID."""
+    """Whom Trackdesk credits: a click id (`cid`), a linked external CID, or coupon codes."""
 
-    by: Literal["cid", "external_cid"]
+    by: Literal["cid", "external_cid", "coupon"]
     value: str
+    coupon_codes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

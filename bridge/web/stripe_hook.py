@@ -23,7 +23,7 @@ def parse_event_head(body: bytes, id_field: str = "id") -> dict[str, Any]:
     """The JSON object of a verified body; refuse anything that is not one with an id and type."""
     try:
         event = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: absurd nesting
         raise BadRequest("The body is not valid JSON.") from None
     if not isinstance(event, dict):
         raise BadRequest("The body must be a JSON object.")
