@@ -64,14 +64,16 @@ def trackdesk() -> responses.RequestsMock:
     return mock
 
 
-def deliver(runtime: Runtime) -> list[dict[str, Any]]:
+def deliver(runtime: Runtime, mock: responses.RequestsMock | None = None) -> list[dict[str, Any]]:
     """Process and deliver everything; the status update bodies sent, in order."""
-    with trackdesk() as mock:
-        Worker(runtime).run_until_idle()
-        calls = [c for c in mock.calls if c.request.url == STATUS_URL]
-        for call in calls:
-            assert call.request.headers["x-api-key"] == API_KEY
-        return [json.loads(c.request.body) for c in calls]
+    if mock is None:
+        with trackdesk() as mock:
+            return deliver(runtime, mock)
+    Worker(runtime).run_until_idle()
+    calls = [c for c in mock.calls if c.request.url == STATUS_URL]
+    for call in calls:
+        assert call.request.headers["x-api-key"] == API_KEY
+    return [json.loads(c.request.body) for c in calls]
 
 
 def status_body(external_id: str, status: str) -> dict[str, str]:
@@ -237,3 +239,74 @@ def test_refund_of_a_held_conversion_keeps_it_from_being_sent(td, post, fixture)
         ).scalar_one()
         assert conv.state == "skipped"
         assert conv.reason == "refunded before it was sent: not sent"
+
+
+def _charge_refunded(fixture: Callable[[str], dict[str, Any]], **changes: Any) -> dict[str, Any]:
+    """charge.refunded (full) for another charge of 34.80."""
+    event = fixture("charge.refunded.full")
+    event["id"] = f"evt_refund_{changes.get('id', 'x')}"
+    event["data"]["object"].update(amount=3480, amount_refunded=3480, **changes)
+    return event
+
+
+@pytest.mark.parametrize(
+    "ids",
+    [
+        {"id": "ch_9a6d10842de4077b", "payment_intent": "pi_99c2973a6db396d5"},  # invoice.charge
+        {"id": "ch_other", "payment_intent": "pi_99c2973a6db396d5"},  # invoice.payment_intent
+        {"id": "ch_other", "payment_intent": None, "invoice": "in_db0cb95e4275e085"},
+    ],
+)
+def test_refund_of_an_invoice_in_the_older_api_shape(td, post, fixture, ids):
+    post(fixture("checkout.session.completed.payment"))  # links the customer to a click
+    post(fixture("invoice.paid.subscription_cycle.api-2024-06-20"))
+    post(_charge_refunded(fixture, **ids))
+    assert deliver(td) == [status_body("in_db0cb95e4275e085", "REFUNDED")]
+
+
+@pytest.mark.parametrize("payment_first", [True, False])
+def test_refund_of_an_invoice_in_the_current_shape(td, post, fixture, payment_first):
+    post(fixture("checkout.session.completed.payment"))  # links the customer to a click
+    post(fixture("invoice.paid.subscription_cycle"))
+    refund = _charge_refunded(fixture, id="ch_inv_1", payment_intent="pi_3QxYinvoicepay01")
+    events = [fixture("invoice_payment.paid"), refund]
+    for event in events if payment_first else events[::-1]:
+        post(event)
+    assert deliver(td) == [status_body("in_4654fa6f547dadad", "REFUNDED")]
+
+
+def test_refund_of_an_invoice_found_through_the_stripe_api(sqlite_url, tmp_path, fixture):
+    runtime = build_runtime(sqlite_url, tmp_path, TRACKDESK_API_KEY=API_KEY,
+                            STRIPE_API_KEY="rk_test_bridge", STRIPE_API_BASE="http://stripe.test")  # fmt: skip
+    post = poster(runtime)
+    post(fixture("checkout.session.completed.payment"))  # links the customer to a click
+    post(fixture("invoice.paid.subscription_cycle"))
+    assert deliver(runtime) == []
+    post(_charge_refunded(fixture, id="ch_inv_1", payment_intent="pi_3QxYinvoicepay01"))
+    listed = {"object": "list", "has_more": False,
+              "data": [fixture("invoice_payment.paid")["data"]["object"]]}  # fmt: skip
+    with trackdesk() as mock:
+        mock.get("http://stripe.test/v1/invoice_payments", json=listed)
+        sent = deliver(runtime, mock)
+        lookups = [c for c in mock.calls if c.request.url.startswith("http://stripe.test")]
+        assert len(lookups) == 1
+        request = lookups[0].request
+        assert request.params == {
+            "payment[type]": "payment_intent", "payment[payment_intent]": "pi_3QxYinvoicepay01",
+        }  # fmt: skip
+        assert request.headers["Authorization"] == "Bearer rk_test_bridge"
+    assert sent == [status_body("in_4654fa6f547dadad", "REFUNDED")]
+    runtime.engine.dispose()
+
+
+def test_stripe_api_fallback_finding_nothing_records_the_refund(sqlite_url, tmp_path, fixture):
+    runtime = build_runtime(sqlite_url, tmp_path, TRACKDESK_API_KEY=API_KEY,
+                            STRIPE_API_KEY="rk_test_bridge", STRIPE_API_BASE="http://stripe.test")  # fmt: skip
+    refund = _charge_refunded(fixture, id="ch_lonely", payment_intent="pi_lonely")
+    poster(runtime)(refund)
+    with trackdesk() as mock:
+        mock.get("http://stripe.test/v1/invoice_payments", json={"object": "list", "data": []})
+        assert deliver(runtime, mock) == []
+        assert len(mock.calls) == 1
+    assert outcome(runtime, refund["id"]) == "refund:no_conversion"
+    runtime.engine.dispose()
