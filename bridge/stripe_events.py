@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
+from bridge.coupons import coupon_codes_for
 from bridge.db.models import Event
 from bridge.domain.facts import (
     Fact,
@@ -49,16 +50,23 @@ class Prepared:
 
     fact: Fact | None
     error: str | None = None
+    coupon_codes: tuple[str, ...] = ()
 
 
 def prepare(rt: Runtime, event: Event) -> Prepared:
     """Parse the stored body; fetch a thin event's object when an API key allows it."""
     try:
-        fact = parse_event(json.loads(event.body), rt.mapping)
+        data = json.loads(event.body)
+        fact = parse_event(data, rt.mapping)
     except (ValueError, MalformedEvent) as exc:
         return Prepared(None, f"unreadable Stripe event: {exc}")
+    raw: dict[str, object] = {}
     if isinstance(fact, ThinFact) and rt.stripe_api is not None:
         fact = _fetch_thin(rt, fact)
+    elif isinstance(data.get("data"), dict) and isinstance(data["data"].get("object"), dict):
+        raw = data["data"]["object"]
+    if isinstance(fact, PaymentFact):
+        return Prepared(fact, coupon_codes=coupon_codes_for(rt.stripe_api, fact, raw))
     look_up_invoice_payment(rt, fact)  # a refund or dispute of an invoice the DB cannot place
     return Prepared(fact)
 
@@ -94,7 +102,7 @@ def apply(session: Session, rt: Runtime, event: Event, prepared: Prepared) -> st
         event.detail = prepared.error
         return "malformed"
     if isinstance(fact, PaymentFact):
-        return apply_payment(session, rt, fact, event)
+        return apply_payment(session, rt, fact, event, coupon_codes=prepared.coupon_codes)
     if isinstance(fact, LinkFact):
         return apply_link(session, rt, fact, event)
     if isinstance(fact, ThinFact):
