@@ -25,6 +25,11 @@ STATUS_URL = TD + "/api/node/conversions/v1/update-status-by-external-id"
 API_KEY = "td-personal-token-123"
 PI, CHARGE = "pi_315018f3cad85334", "ch_ef3973a5289e8a5d"
 Post = Callable[[dict[str, Any]], Any]
+WITH_STRIPE_API = {
+    "TRACKDESK_API_KEY": API_KEY,
+    "STRIPE_API_KEY": "rk_test_bridge",
+    "STRIPE_API_BASE": "http://stripe.test",
+}
 
 
 @pytest.fixture
@@ -276,8 +281,7 @@ def test_refund_of_an_invoice_in_the_current_shape(td, post, fixture, payment_fi
 
 
 def test_refund_of_an_invoice_found_through_the_stripe_api(sqlite_url, tmp_path, fixture):
-    runtime = build_runtime(sqlite_url, tmp_path, TRACKDESK_API_KEY=API_KEY,
-                            STRIPE_API_KEY="rk_test_bridge", STRIPE_API_BASE="http://stripe.test")  # fmt: skip
+    runtime = build_runtime(sqlite_url, tmp_path, **WITH_STRIPE_API)
     post = poster(runtime)
     post(fixture("checkout.session.completed.payment"))  # links the customer to a click
     post(fixture("invoice.paid.subscription_cycle"))
@@ -300,8 +304,7 @@ def test_refund_of_an_invoice_found_through_the_stripe_api(sqlite_url, tmp_path,
 
 
 def test_stripe_api_fallback_finding_nothing_records_the_refund(sqlite_url, tmp_path, fixture):
-    runtime = build_runtime(sqlite_url, tmp_path, TRACKDESK_API_KEY=API_KEY,
-                            STRIPE_API_KEY="rk_test_bridge", STRIPE_API_BASE="http://stripe.test")  # fmt: skip
+    runtime = build_runtime(sqlite_url, tmp_path, **WITH_STRIPE_API)
     refund = _charge_refunded(fixture, id="ch_lonely", payment_intent="pi_lonely")
     poster(runtime)(refund)
     with trackdesk() as mock:
