@@ -8,6 +8,7 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import aliased
 
 from bridge.db.models import Conversion, Event, Outbox, utcnow
+from bridge.refund_status import refund_snapshot
 
 
 def collect_status(engine: Engine, *, dead_limit: int = 50) -> dict[str, Any]:
@@ -78,4 +79,5 @@ def collect_status(engine: Engine, *, dead_limit: int = 50) -> dict[str, Any]:
             }
             for r in dead_rows
         ],
+        **refund_snapshot(engine, limit=dead_limit),
     }
