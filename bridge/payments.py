@@ -18,6 +18,7 @@ from bridge.domain.decisions import Convert, Hold, Known, Skip, StoredLink
 from bridge.domain.facts import LinkFact, PaymentFact
 from bridge.domain.plan import decide_link, decide_payment, resolve_external_cid
 from bridge.links import latest_link, link_customer, remember_identity
+from bridge.refunds import invoice_paid_out_of_band
 from bridge.runtime import Runtime
 
 PROVIDER = "stripe"
@@ -69,7 +70,8 @@ def _known(
         customer_external_cid=identity.external_cid if identity else None,
         link=_stored_link(session, external_cid),
         customer_opted_out=bool(identity and identity.opted_out),
-        paid_out_of_band=bool(existing and (existing.facts or {}).get("out_of_band")),
+        paid_out_of_band=bool(existing and (existing.facts or {}).get("out_of_band"))
+        or invoice_paid_out_of_band(session, fact.invoice_id),
         coupon_codes=coupon_codes,
     )
     return known, external_cid

@@ -50,6 +50,16 @@ def record_invoice_payment(session: Session, fact: InvoicePaymentFact) -> Invoic
     return row
 
 
+def invoice_paid_out_of_band(session: Session, invoice_id: str | None) -> bool:
+    """An `invoice_payment` recorded for this invoice was paid outside Stripe."""
+    if invoice_id is None:
+        return False
+    query = select(InvoicePayment.id).where(
+        InvoicePayment.invoice_id == invoice_id, InvoicePayment.out_of_band.is_(True)
+    )
+    return session.execute(query.limit(1)).first() is not None
+
+
 def record_refund(session: Session, fact: RefundFact) -> None:
     """Remember one refund; a failed or canceled refund is final."""
     row = session.get(Refund, fact.refund_id)
