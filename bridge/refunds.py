@@ -65,7 +65,7 @@ def record_refund(session: Session, fact: RefundFact) -> None:
     row = session.get(Refund, fact.refund_id)
     if row is not None and (not row.counts or fact.meta.created < row.changed_at):
         return
-    row = row or Refund(refund_id=fact.refund_id)
+    row = row or Refund(refund_id=fact.refund_id, seen_at=fact.meta.created)
     row.charge_id = fact.charge_id or row.charge_id
     row.payment_intent_id = fact.payment_intent_id or row.payment_intent_id
     row.amount_minor = fact.amount_minor
@@ -161,11 +161,14 @@ def payment_state(session: Session, conv: Conversion) -> PaymentState:
         base="test" if conv.status == "test" else "approved",
         paid_minor=int(paid),
         charges=tuple(
-            ChargeTotals(t.amount_minor, t.refunded_minor, t.fully_refunded, t.changed_at)
+            ChargeTotals(
+                t.amount_minor, t.refunded_minor, t.fully_refunded, t.changed_at, t.charge_id
+            )
             for t in totals
         ),
         refunds=tuple(
-            KnownRefund(r.refund_id, r.amount_minor, r.counts, r.changed_at) for r in refunds
+            KnownRefund(r.refund_id, r.amount_minor, r.counts, r.changed_at, r.charge_id, r.seen_at)
+            for r in refunds
         ),
         disputes=tuple(d.phase for d in disputes if d.kind == "dispute"),  # type: ignore[misc]
         fraud_warning=any(d.kind == "fraud_warning" for d in disputes),

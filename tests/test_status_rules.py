@@ -86,6 +86,7 @@ def test_desired_status(
         ((refund(300), refund(200, rid="re_2")), (), 500),
         ((), (snapshot(700),), 700),
         ((refund(200),), (snapshot(700),), 700),  # the snapshot knows refunds not seen by id
+        ((refund(300, at=LATER),), (snapshot(100),), 400),  # a refund made after the snapshot
         ((refund(700, counts=False, at=LATER),), (snapshot(700, at=T0),), 0),
         ((refund(700, counts=False, at=T0),), (snapshot(0, at=LATER),), 0),
     ],

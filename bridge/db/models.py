@@ -234,6 +234,7 @@ class Refund(Base):
     status: Mapped[str | None] = mapped_column(String(40))
     counts: Mapped[bool] = mapped_column(Boolean)
     changed_at: Mapped[datetime]  # the Stripe event's `created`: older news never overwrites
+    seen_at: Mapped[datetime]  # `created` of the first event about it
     event_id: Mapped[str | None] = mapped_column(String(255))
 
 

@@ -27,6 +27,7 @@ class ChargeTotals:
     refunded_minor: int
     fully_refunded: bool
     at: datetime
+    charge_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,8 @@ class KnownRefund:
     amount_minor: int
     counts: bool
     at: datetime
+    charge_id: str | None = None
+    seen_at: datetime | None = None  # first heard of (default `at`)
 
 
 @dataclass(frozen=True)
@@ -52,15 +55,22 @@ class PaymentState:
 
 
 def refunded_minor(refunds: Iterable[KnownRefund], charges: Iterable[ChargeTotals]) -> int:
-    """Money given back: refunds summed by id, or a charge snapshot less refunds failed since."""
+    """Money given back: refunds summed by id, plus what charge snapshots hold beyond them.
+
+    `charge.refunded` gives a charge's total but often lists no refund: the part of a snapshot
+    not explained by refunds already known then is counted too. A refund that failed after the
+    snapshot was still in it, so it is taken out again.
+    """
     refunds = tuple(refunds)
-    by_id = sum(r.amount_minor for r in refunds if r.counts)
-    snapshots = 0
+    unexplained = 0
     for charge in charges:
-        # A refund that failed after the snapshot was still counted in it: take it out again.
-        failed_since = sum(r.amount_minor for r in refunds if not r.counts and r.at >= charge.at)
-        snapshots += max(charge.refunded_minor - failed_since, 0)
-    return max(by_id, snapshots)
+        mine = [r for r in refunds if charge.charge_id in (None, r.charge_id) or not r.charge_id]
+        failed_since = sum(r.amount_minor for r in mine if not r.counts and r.at >= charge.at)
+        known_then = sum(
+            r.amount_minor for r in mine if r.counts and (r.seen_at or r.at) <= charge.at
+        )
+        unexplained += max(charge.refunded_minor - failed_since - known_then, 0)
+    return sum(r.amount_minor for r in refunds if r.counts) + unexplained
 
 
 def fully_refunded(state: PaymentState) -> bool:

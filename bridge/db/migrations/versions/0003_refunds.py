@@ -45,6 +45,7 @@ def upgrade() -> None:
         sa.Column("status", sa.String(length=40), nullable=True),
         sa.Column("counts", sa.Boolean(), nullable=False),
         sa.Column("changed_at", _TS, nullable=False),
+        sa.Column("seen_at", _TS, nullable=False),
         *_ids("event_id"),
     )
     for col in ("charge_id", "payment_intent_id"):
