@@ -174,3 +174,14 @@ def test_invoice_paid_out_of_band_per_its_invoice_payment(td, post, fixture):
 def test_no_warning_with_an_api_key(td, capsys):
     poster(td)
     assert "TRACKDESK_API_KEY" not in capsys.readouterr().out
+
+
+def test_refund_and_dispute_on_each_backend(db_url, tmp_path, fixture):
+    runtime = build_runtime(db_url, tmp_path, TRACKDESK_API_KEY=API_KEY)
+    post = poster(runtime)
+    post(fixture("checkout.session.completed.payment"))
+    post(fixture("charge.dispute.created"))
+    post(fixture("charge.refunded.partial"))
+    post(refund_event("evt_re_rest", "re_rest", 5440))
+    assert deliver(runtime) == [status_body(PI, "ON_HOLD"), status_body(PI, "REFUNDED")]
+    runtime.engine.dispose()
