@@ -17,8 +17,8 @@ from bridge.domain.facts import (
     InvoicePaymentFact,
     RefundFact,
 )
+from bridge.refund_lookup import find_conversion
 from bridge.refunds import (
-    find_conversion,
     record_charge_refunds,
     record_dispute,
     record_invoice_payment,

@@ -20,7 +20,8 @@ from bridge.domain.facts import (
     RefundFact,
 )
 from bridge.domain.stripe_followups import parse_invoice_payment
-from bridge.refunds import find_conversion, record_invoice_payment
+from bridge.refund_lookup import find_conversion
+from bridge.refunds import record_invoice_payment
 from bridge.runtime import Runtime
 
 _FOLLOWUPS = (ChargeRefundsFact, RefundFact, DisputeFact, FraudWarningFact)

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from bridge.db.models import ChargeRefunds, Conversion, ConversionStatus, Refund
 from bridge.domain.status_rules import fully_refunded, refunded_minor
-from bridge.refunds import find_conversion, payment_state
+from bridge.refund_lookup import find_conversion, payment_state
 
 
 def refund_snapshot(engine: Engine, *, limit: int = 50) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from bridge.conversions import BLOCKED, HELD, SKIPPED, queue_conversion
 from bridge.db.models import Conversion, ConversionStatus, utcnow
 from bridge.domain.status_rules import desired_status
 from bridge.links import latest_link
-from bridge.refunds import payment_state
+from bridge.refund_lookup import payment_state
 from bridge.runtime import Runtime
 from bridge.statuses import queue_status_update
 
