@@ -20,9 +20,12 @@ from bridge.domain.plan import decide_link, decide_payment, resolve_external_cid
 from bridge.links import latest_link, link_customer, remember_identity
 from bridge.refunds import invoice_paid_out_of_band
 from bridge.runtime import Runtime
+from bridge.status_sync import sync_status
 
 PROVIDER = "stripe"
-_EXISTING = {QUEUED: "converted", HELD: "held", BLOCKED: "held"}
+# A skipped payment was decided already (trial, opt-out, parked after a refund): another event
+# for the same payment must not decide it again.
+_EXISTING = {QUEUED: "converted", SKIPPED: "converted", HELD: "held", BLOCKED: "held"}
 
 
 def _stored_link(session: Session, external_cid: str | None) -> StoredLink | None:
@@ -164,6 +167,18 @@ def apply_payment(
     coupon_codes: tuple[str, ...] = (),
 ) -> str:
     """Skip, hold or convert one paid checkout or invoice; one conversion per payment key."""
+    outcome, conv = _decide_and_write(session, rt, fact, coupon_codes)
+    if conv is not None and conv.state != SKIPPED:
+        # A refund or dispute may have been recorded before its payment arrived (Stripe does
+        # not order deliveries): bring the new conversion's status in line with it.
+        sync_status(session, rt, conv, fact.meta.event_id)
+    return outcome
+
+
+def _decide_and_write(
+    session: Session, rt: Runtime, fact: PaymentFact, coupon_codes: tuple[str, ...]
+) -> tuple[str, Conversion | None]:
+    """The decision for one payment, written; the outcome and the conversion row it touched."""
     existing = session.execute(
         select(Conversion).where(Conversion.provider == PROVIDER, Conversion.dedupe_key == fact.key)
     ).scalar_one_or_none()
@@ -171,7 +186,7 @@ def apply_payment(
     known, external_cid = _known(session, rt, fact, existing, identity, coupon_codes)
     decision = decide_payment(fact, known, rt.mapping, rt.settings.trackdesk_currency, now=utcnow())
     if isinstance(decision, Skip):
-        return _skip(session, fact, existing, decision)
+        return _skip(session, fact, existing, decision), None
     conv = _row(session, fact, existing)
     if fact.customer_id and external_cid:
         remember_identity(
@@ -181,7 +196,7 @@ def apply_payment(
             email=fact.customer_email,
         )
     if isinstance(decision, Hold):
-        return _hold(session, rt, fact, known, conv, decision, external_cid)
+        return _hold(session, rt, fact, known, conv, decision, external_cid), conv
     _fill(conv, decision)
     if decision.link is not None:
         conv.state = HELD  # link_customer releases it, queued after the link call
@@ -197,13 +212,13 @@ def apply_payment(
         )
         if conv.state == HELD:  # the pair was linked concurrently: queue after that link
             queue_conversion(session, rt, conv, depends_on_id=result.outbox_id)
-        return f"converted:{decision.case}"
+        return f"converted:{decision.case}", conv
     depends = None
     if decision.target.by == "external_cid":
         link = latest_link(session, decision.target.value)
         depends = link.outbox_id if link else None
     queue_conversion(session, rt, conv, depends_on_id=depends)
-    return f"converted:{decision.case}"
+    return f"converted:{decision.case}", conv
 
 
 def _skip(session: Session, fact: PaymentFact, existing: Conversion | None, decision: Skip) -> str:
