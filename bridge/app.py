@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 
 from flask import Flask
@@ -31,19 +30,10 @@ def create_app(settings: Settings | None = None, *, rt: Runtime | None = None) -
             print(exc.message, file=sys.stderr)
             sys.exit(APP_LOAD_ERROR)
     configure_logging(rt.settings.log_format)
-    _warn_without_api_key(rt)
+    rt.warn_about_settings()
     app.extensions["bridge"] = rt
     _register(app)
     return app
-
-
-def _warn_without_api_key(rt: Runtime) -> None:
-    """Say once at start-up that refunds and disputes will wait for the merchant's hand."""
-    if rt.settings.trackdesk_api_key is None:
-        logging.getLogger("bridge.app").warning(
-            "TRACKDESK_API_KEY is not set: refunds and disputes are recorded but no status "
-            "update is sent; `bridge status` lists them as needing manual action"
-        )
 
 
 def _register(app: Flask) -> None:

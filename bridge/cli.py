@@ -123,6 +123,10 @@ def status(as_json: bool) -> None:
             "thin events were stored without their object: set STRIPE_API_KEY, or switch "
             "the Stripe endpoint to snapshot payloads"
         )
+    for item in snapshot.get("manual_action", []):
+        click.echo(f"needs manual action at Trackdesk: {json.dumps(item, default=str)}")
+    for item in snapshot.get("partial_refunds", []):
+        click.echo(f"partial refund: {json.dumps(item, default=str)}")
     for dead in snapshot["dead_letters"]:
         click.echo(
             f"dead #{dead['id']} {dead['kind']} (event {dead['event_id']}): {dead['last_error']}"

@@ -6,6 +6,7 @@ whatever needs it; tests build their own with injected settings.
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -34,6 +35,7 @@ class Runtime:
     engine: Engine
     mapping: MappingConfig
     wake: threading.Event = field(default_factory=threading.Event)
+    _warned: bool = field(default=False, repr=False)
 
     @classmethod
     def build(cls, settings: Settings, instance_path: str | Path = "instance") -> Runtime:
@@ -77,6 +79,16 @@ class Runtime:
 
         key = self.settings.stripe_api_key
         return StripeApi(key.get_secret_value(), self.settings.stripe_api_base) if key else None
+
+    def warn_about_settings(self) -> None:
+        """Log, once per process, what the settings leave switched off that a merchant expects."""
+        if self._warned or self.settings.trackdesk_api_key is not None:
+            return
+        self._warned = True
+        logging.getLogger("bridge.runtime").warning(
+            "TRACKDESK_API_KEY is not set: refunds and disputes are recorded but no status "
+            "update is sent; `bridge status` lists them as needing manual action"
+        )
 
     def check(self) -> None:
         """Build the verifiers now, so that a malformed secret stops start-up, not a request."""

@@ -122,6 +122,7 @@ class Worker:
     def run(self) -> None:
         """Run until `stop` is set (SIGTERM), finishing the call in flight."""
         log.info("worker started", extra={"worker": self.id, "threads": self.threads})
+        self.rt.warn_about_settings()
         loops = [threading.Thread(target=self._process_loop, name="process", daemon=True)]
         loops += [
             threading.Thread(target=self._deliver_loop, args=(i,), name=f"deliver-{i}", daemon=True)

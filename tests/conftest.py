@@ -14,13 +14,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, text
+import responses
+from sqlalchemy import create_engine, select, text
 
 from bridge.app import create_app
 from bridge.db import make_engine
 from bridge.db.migrate import upgrade
+from bridge.db.models import Conversion, Event
 from bridge.runtime import Runtime
 from bridge.settings import Settings
+from bridge.worker import Worker
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -169,3 +172,78 @@ def post_stripe(client: Any) -> Callable[..., Any]:
         )
 
     return post
+
+
+# --- a whole bridge for flow tests ---------------------------------------------------------
+
+TD = "http://trackdesk.test"
+LINK = f"{TD}/tracking/external-cid/v1"
+BY_CID = f"{TD}/tracking/conversion/v1"
+
+
+class Bridge:
+    """A bridge on a fresh database: post signed events, run the worker, read what was sent."""
+
+    def __init__(self, rt: Runtime, mock: responses.RequestsMock) -> None:
+        self.rt = rt
+        self.mock = mock
+        self.client = create_app(rt=rt).test_client()
+
+    def post(self, event: dict[str, Any]) -> dict[str, Any]:
+        body = json.dumps(event).encode()
+        response = self.client.post(
+            "/webhooks/stripe", data=body, headers={"Stripe-Signature": sign(body)}
+        )
+        assert response.status_code == 200, response.get_json()
+        result: dict[str, Any] = response.get_json()
+        return result
+
+    def run(self) -> list[tuple[str, dict[str, Any]]]:
+        """Run the worker until idle; the calls Trackdesk received this run, in order."""
+        before = len(self.mock.calls)
+        Worker(self.rt).run_until_idle()
+        return [
+            (c.request.url, json.loads(c.request.body))
+            for c in self.mock.calls[before:]
+            if c.request.url.startswith(TD)
+        ]
+
+    def conversion(self, key: str) -> Conversion:
+        with self.rt.sessions() as session:
+            return session.execute(
+                select(Conversion).where(Conversion.dedupe_key == key)
+            ).scalar_one()
+
+    def outcome(self, event_id: str) -> str | None:
+        with self.rt.sessions() as session:
+            return session.execute(
+                select(Event.outcome).where(Event.event_id == event_id)
+            ).scalar_one()
+
+
+@pytest.fixture
+def td() -> Iterator[responses.RequestsMock]:
+    """Trackdesk answering 200 to every tracking call (unused answers are fine here)."""
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        mock.add(responses.POST, LINK, json={"status": "ok"})
+        mock.add(responses.POST, BY_CID, json={"status": "ok"})
+        yield mock
+
+
+@pytest.fixture
+def make_bridge(tmp_path: Path, td: responses.RequestsMock) -> Callable[..., Bridge]:
+    """A bridge factory taking settings overrides and mapping-file TOML."""
+    made: list[Runtime] = []
+
+    def make(toml: str = "", **env: str) -> Bridge:
+        if toml:
+            path = tmp_path / f"bridge{len(made)}.toml"
+            path.write_text(toml)
+            env["BRIDGE_CONFIG"] = str(path)
+        rt = build_runtime(f"sqlite:///{tmp_path}/b{len(made)}.sqlite3", tmp_path, **env)
+        made.append(rt)
+        return Bridge(rt, td)
+
+    yield make  # type: ignore[misc]
+    for rt in made:
+        rt.engine.dispose()

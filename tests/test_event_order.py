@@ -6,13 +6,12 @@ import json
 
 import responses
 
-from tests.conftest import load_fixture
-from tests.test_stripe_flow import TD, make_bridge, td  # noqa: F401  (fixtures)
+from tests.conftest import TD, load_fixture
 
 STATUS = f"{TD}/api/node/conversions/v1/update-status-by-external-id"
 
 
-def test_a_refund_that_arrives_before_its_payment_still_refunds_it(make_bridge, td):  # noqa: F811
+def test_a_refund_that_arrives_before_its_payment_still_refunds_it(make_bridge, td):
     td.add(responses.POST, STATUS, json={"ok": True})
     bridge = make_bridge(TRACKDESK_API_KEY="td-key-1")
     checkout = load_fixture("checkout.session.completed.payment")
@@ -36,9 +35,9 @@ def test_a_refund_that_arrives_before_its_payment_still_refunds_it(make_bridge, 
 
 
 def test_a_payment_parked_by_its_refund_is_not_revived_by_another_event(
-    make_bridge,  # noqa: F811
+    make_bridge,
     td,
-):  # noqa: F811
+):
     bridge = make_bridge(TRACKDESK_API_KEY="td-key-1")
     invoice = load_fixture("invoice.paid.subscription_create")  # no link yet: held
     bridge.post(invoice)

@@ -2,96 +2,20 @@
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import responses
 from sqlalchemy import select
 
-from bridge.app import create_app
-from bridge.db.models import Conversion, Event, Outbox
-from bridge.runtime import Runtime
+from bridge.db.models import Outbox
 from bridge.status import collect_status
 from bridge.worker import Worker
-from tests.conftest import build_runtime, load_fixture, sign
+from tests.conftest import BY_CID, LINK, Bridge, load_fixture
 
-TD = "http://trackdesk.test"
-LINK = f"{TD}/tracking/external-cid/v1"
-BY_CID = f"{TD}/tracking/conversion/v1"
 CLICK = "a6f9b2d4-7c1e-4d0a-9a8e-3f2b1c0d9e87"
 OTHER_CLICK = "0b1c2d3e-4f50-4617-8293-a4b5c6d7e8f9"
-
-
-class Bridge:
-    """A bridge on a fresh database: post signed events, run the worker, read what was sent."""
-
-    def __init__(self, rt: Runtime, mock: responses.RequestsMock) -> None:
-        self.rt = rt
-        self.mock = mock
-        self.client = create_app(rt=rt).test_client()
-
-    def post(self, event: dict[str, Any]) -> dict[str, Any]:
-        body = json.dumps(event).encode()
-        response = self.client.post(
-            "/webhooks/stripe", data=body, headers={"Stripe-Signature": sign(body)}
-        )
-        assert response.status_code == 200, response.get_json()
-        result: dict[str, Any] = response.get_json()
-        return result
-
-    def run(self) -> list[tuple[str, dict[str, Any]]]:
-        """Run the worker until idle; the calls Trackdesk received this run, in order."""
-        before = len(self.mock.calls)
-        Worker(self.rt).run_until_idle()
-        return [
-            (c.request.url, json.loads(c.request.body))
-            for c in self.mock.calls[before:]
-            if c.request.url.startswith(TD)
-        ]
-
-    def conversion(self, key: str) -> Conversion:
-        with self.rt.sessions() as session:
-            return session.execute(
-                select(Conversion).where(Conversion.dedupe_key == key)
-            ).scalar_one()
-
-    def outcome(self, event_id: str) -> str | None:
-        with self.rt.sessions() as session:
-            return session.execute(
-                select(Event.outcome).where(Event.event_id == event_id)
-            ).scalar_one()
-
-
-@pytest.fixture
-def td() -> Iterator[responses.RequestsMock]:
-    """Trackdesk answering 200 to every tracking call (unused answers are fine here)."""
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        mock.add(responses.POST, LINK, json={"status": "ok"})
-        mock.add(responses.POST, BY_CID, json={"status": "ok"})
-        yield mock
-
-
-@pytest.fixture
-def make_bridge(tmp_path: Path, td: responses.RequestsMock) -> Callable[..., Bridge]:
-    """A bridge factory taking settings overrides and mapping-file TOML."""
-    made: list[Runtime] = []
-
-    def make(toml: str = "", **env: str) -> Bridge:
-        if toml:
-            path = tmp_path / f"bridge{len(made)}.toml"
-            path.write_text(toml)
-            env["BRIDGE_CONFIG"] = str(path)
-        rt = build_runtime(f"sqlite:///{tmp_path}/b{len(made)}.sqlite3", tmp_path, **env)
-        made.append(rt)
-        return Bridge(rt, td)
-
-    yield make  # type: ignore[misc]
-    for rt in made:
-        rt.engine.dispose()
 
 
 def _conversion_body(
