@@ -230,6 +230,7 @@ def _handler_for(fake: FakeTrackdesk) -> type[BaseHTTPRequestHandler]:
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive, as requests.Session expects
+        disable_nagle_algorithm = True  # headers and body go in two writes: no delayed-ACK stall
 
         def _handle(self) -> None:
             arrived = (time.monotonic(), time.time())

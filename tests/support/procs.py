@@ -185,7 +185,7 @@ class Procs:
               cwd: Path | None = None) -> Proc:
         """Start `argv` in a new session with stdout and stderr in `<log_dir>/<name>.log`."""
         log = self.log_dir / f"{name}.log"
-        with log.open("ab") as out:
+        with log.open("wb") as out:  # a fresh log: readiness checks read it
             popen = subprocess.Popen(
                 list(argv), env=child_env(env), cwd=cwd or ROOT, stdout=out,
                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
@@ -242,7 +242,7 @@ class Procs:
         proc = self.start(name, argv, {})
 
         def listening() -> str | None:
-            for line in proc.log_text().splitlines():
+            for line in reversed(proc.log_text().splitlines()):
                 if line.startswith("listening on "):
                     return line.removeprefix("listening on ").strip()
             return None
