@@ -1,0 +1,1 @@
+"""Benchmarks of the bridge (not tests): see bench/README.md."""

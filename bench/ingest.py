@@ -1,0 +1,361 @@
+"""Ingest benchmark: `POST /webhooks/stripe` against a hello-world route, then ack latency.
+
+For each backend (SQLite, PostgreSQL):
+
+1. Peak: the bridge and a hello-world Flask app (bench/hello.py), each under gunicorn with 2 sync
+   workers, both running; `wrk` (one thread, a few connections, a Lua script cycling distinct
+   pre-signed events) loads one then the other, in alternating order round after round. Reported:
+   requests/s of each, their ratio (per round, then the median), p50/p99 latency from wrk.
+2. Acknowledgement latency at half the measured ingest peak, open loop (bench/openloop.py), on a
+   fresh database: without a worker, and with `bridge worker` running against a fake Trackdesk
+   that answers every call in 500 ms (alternating, each run on its own fresh database).
+
+    python -m bench.ingest                      # both backends, defaults below
+    python -m bench.ingest --backends sqlite --rounds 3 --json /tmp/bench.json
+
+Needs `wrk` (Debian: `apt-get install -y wrk`) and, for PostgreSQL, a server reachable at
+--pg-url (default: the test server, postgresql://postgres@127.0.0.1:5432/test) whose user may
+create databases. Prints a Markdown report (docs/benchmarks.md holds the last one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sqlite3
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy import create_engine, text
+
+from bench.events import write_request_file
+from tests.support.fake_trackdesk import read_recordings
+from tests.support.procs import ROOT, Procs, child_env, run_bridge
+
+HELLO_APP = "bench.hello:create_app()"
+BRIDGE_APP = "bridge.app:create_app()"
+PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+UNREACHABLE = "http://127.0.0.1:9"  # Trackdesk when no worker runs: never called
+REQUIRED = {
+    "TRACKDESK_TENANT_ID": "bench",
+    "TRACKDESK_REVENUE_ORIGIN_ID": "ro-bench",
+    "STRIPE_WEBHOOK_SECRET": "whsec_test_bridge_secret_0123456789",  # tests' STRIPE_SECRET
+    "SECRET_KEY": "bench-secret-key-0123456789abcdef",
+    "BRIDGE_CONFIG": str(ROOT / "config" / "bridge.toml"),
+}
+
+
+@dataclass
+class Database:
+    """One fresh database of a backend, and how to drop it."""
+
+    backend: str
+    url: str
+    drop: Callable[[], None]
+
+    def count(self, sql: str) -> int:
+        """One integer from the database (event counts)."""
+        engine = create_engine(self.url)
+        try:
+            with engine.connect() as conn:
+                return int(conn.execute(text(sql)).scalar_one())
+        finally:
+            engine.dispose()
+
+
+def fresh_database(backend: str, workdir: Path, pg_admin: str) -> Database:
+    """A new, empty SQLite file or PostgreSQL database."""
+    if backend == "sqlite":
+        path = workdir / f"bench-{uuid.uuid4().hex[:8]}.sqlite3"
+        return Database(backend, f"sqlite:///{path}", lambda: None)
+    name = f"bench_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(pg_admin, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+
+    def drop() -> None:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+    return Database(backend, pg_admin.rsplit("/", 1)[0] + f"/{name}", drop)
+
+
+@contextmanager
+def database(backend: str, workdir: Path, pg_admin: str) -> Iterator[Database]:
+    """A fresh, migrated database, dropped afterwards."""
+    db = fresh_database(backend, workdir, pg_admin)
+    try:
+        done = run_bridge(["db", "upgrade"], bridge_env(db.url))
+        if done.returncode != 0:
+            raise RuntimeError(f"bridge db upgrade failed: {done.stderr}")
+        yield db
+    finally:
+        db.drop()
+
+
+def bridge_env(database_url: str, trackdesk_url: str = UNREACHABLE) -> dict[str, str]:
+    """The bridge's environment: the required settings, defaults for everything else."""
+    return {**REQUIRED, "DATABASE_URL": database_url, "TRACKDESK_BASE_URL": trackdesk_url}
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and its children (a gunicorn master and workers)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    total = 0
+    for each in [pid, *map(int, children)]:
+        fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / CLOCK_TICKS
+
+
+def wrk(url: str, request_file: Path, seconds: float, connections: int,
+        server_pid: int | None = None) -> dict[str, Any]:
+    """One wrk run (1 thread); its done() line, requests/s and the server's CPU per request."""
+    before = cpu_seconds(server_pid) if server_pid else 0.0
+    parts = urlsplit(url)
+    target, path = f"{parts.scheme}://{parts.netloc}", parts.path
+    argv = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s",
+            "-s", str(ROOT / "bench" / "requests.lua"), target, "--", path,
+            str(request_file), "1"]  # fmt: skip
+    done = subprocess.run(argv, capture_output=True, text=True, check=True)
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    result["rps"] = result["requests"] / (result["duration_us"] / 1e6)
+    if server_pid:
+        used = cpu_seconds(server_pid) - before
+        result["server_cpu_us"] = 1e6 * used / max(1, result["requests"])
+    errors = ("non_2xx", "connect_errors", "read_errors", "write_errors", "timeouts")
+    result["errors"] = sum(result[k] for k in errors)
+    return result
+
+
+def peak(backend: str, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    """Alternating wrk rounds against the bridge and the hello-world app."""
+    logs = workdir / "logs" / f"peak-{backend}"
+    hello_file = write_request_file(workdir / "hello.tsv", 2000)  # hello ignores the body
+    with database(backend, workdir, args.pg_url) as db, Procs(logs) as procs:
+        bridge, bridge_url = procs.gunicorn(bridge_env(db.url), app=BRIDGE_APP, name="bridge")
+        hello, hello_url = procs.gunicorn({}, app=HELLO_APP, name="hello")
+        targets = {"ingest": bridge_url + "/webhooks/stripe", "hello": hello_url + "/hello"}
+        pids = {"ingest": bridge.pid, "hello": hello.pid}
+        sent = 0
+        warm = wrk(targets["ingest"], fresh_file(workdir, 4000), 2, args.connections)
+        wrk(targets["hello"], hello_file, 2, args.connections)
+        sent += warm["requests"]
+        pool = max(4000, int(warm["rps"] * args.duration * 1.5))
+        rounds: dict[str, list[dict[str, Any]]] = {"hello": [], "ingest": []}
+        for index in range(args.rounds):
+            order = ("hello", "ingest") if index % 2 == 0 else ("ingest", "hello")
+            for name in order:
+                source = hello_file if name == "hello" else fresh_file(workdir, pool)
+                result = wrk(targets[name], source, args.duration, args.connections, pids[name])
+                rounds[name].append(result)
+                sent += result["requests"] if name == "ingest" else 0
+                print(f"  {backend} round {index + 1} {name}: {result['rps']:.0f} req/s",
+                      file=sys.stderr)  # fmt: skip
+        stored = db.count("SELECT count(*) FROM events")
+    return {"rounds": rounds, "ingest_sent": sent, "events_stored": stored,
+            "pool_per_round": pool}  # fmt: skip
+
+
+def fresh_file(workdir: Path, count: int) -> Path:
+    """A request file of `count` new signed events (signed now: 300 s tolerance)."""
+    return write_request_file(workdir / "ingest.tsv", count)
+
+
+def openloop(url: str, request_file: Path, rate: float, seconds: float) -> dict[str, Any]:
+    """One open-loop run in its own process (bench/openloop.py)."""
+    argv = [sys.executable, "-m", "bench.openloop", "--url", url, "--requests", str(request_file),
+            "--rate", str(rate), "--duration", str(seconds)]  # fmt: skip
+    done = subprocess.run(argv, capture_output=True, text=True, check=True, cwd=ROOT,
+                          env=child_env({}))  # fmt: skip
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def ack_run(backend: str, with_worker: bool, rate: float, args: argparse.Namespace,
+            workdir: Path, label: str) -> dict[str, Any]:
+    """Ack latency at `rate` on a fresh database, with or without a worker and a slow Trackdesk."""
+    with database(backend, workdir, args.pg_url) as db, Procs(workdir / "logs" / label) as procs:
+        env = bridge_env(db.url)
+        record = workdir / f"{label}-trackdesk.jsonl"
+        if with_worker:
+            _, fake_url = procs.fake_trackdesk(record=record, delay=args.trackdesk_delay)
+            env = bridge_env(db.url, fake_url)
+        _, bridge_url = procs.gunicorn(env, app=BRIDGE_APP, name="bridge")
+        if with_worker:
+            procs.worker(env)
+        url = bridge_url + "/webhooks/stripe"
+        openloop(url, fresh_file(workdir, int(rate)), rate, 1.0)  # warm-up second
+        requests = fresh_file(workdir, int(rate * args.ack_seconds) + 1)
+        result = openloop(url, requests, rate, args.ack_seconds)
+        result["events_processed"] = db.count(
+            "SELECT count(*) FROM events WHERE processed_at IS NOT NULL")
+        result["trackdesk_calls"] = len(read_recordings(record)) if with_worker else 0
+    print(f"  {label}: p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms", file=sys.stderr)
+    return result
+
+
+def ack(backend: str, rate: float, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    """Alternate runs without and with the worker."""
+    runs: dict[str, list[dict[str, Any]]] = {"no_worker": [], "worker": []}
+    for index in range(args.ack_rounds):
+        order = (False, True) if index % 2 == 0 else (True, False)
+        for with_worker in order:
+            mode = "worker" if with_worker else "no_worker"
+            label = f"ack-{backend}-{mode}-{index + 1}"
+            runs[mode].append(ack_run(backend, with_worker, rate, args, workdir, label))
+    return {"rate": rate, "runs": runs}
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on."""
+    model = next((line.split(":", 1)[1].strip() for line in
+                  Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), platform.processor())  # fmt: skip
+    mem_kb = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
+                  if line.startswith("MemTotal"))  # fmt: skip
+    versions = {}
+    for name in ("flask", "gunicorn", "sqlalchemy", "psycopg"):
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            versions[name] = "?"
+    wrk_version = subprocess.run(["wrk", "--version"], capture_output=True, text=True,
+                                 check=False).stdout.splitlines()[:1]  # fmt: skip
+    return {"nproc": os.cpu_count(), "cpu": model, "mem_gib": round(mem_kb / 2**20, 1),
+            "kernel": platform.release(), "python": platform.python_version(),
+            "sqlite": sqlite3.sqlite_version, "wrk": " ".join(wrk_version), **versions,
+            "loadavg_at_start": os.getloadavg()}  # fmt: skip
+
+
+def median(values: list[float]) -> float:
+    """The median, 0 for nothing."""
+    return statistics.median(values) if values else 0.0
+
+
+def summarise_peak(result: dict[str, Any]) -> dict[str, float]:
+    """Medians over rounds, and the median of per-round ratios."""
+    hello, ingest = result["rounds"]["hello"], result["rounds"]["ingest"]
+    ratios = [i["rps"] / h["rps"] for h, i in zip(hello, ingest, strict=True)]
+    return {
+        "hello_rps": median([r["rps"] for r in hello]),
+        "ingest_rps": median([r["rps"] for r in ingest]),
+        "ratio": median(ratios),
+        "ratio_min": min(ratios),
+        "ratio_max": max(ratios),
+        "hello_p50_ms": median([r["p50_us"] / 1000 for r in hello]),
+        "hello_p99_ms": median([r["p99_us"] / 1000 for r in hello]),
+        "ingest_p50_ms": median([r["p50_us"] / 1000 for r in ingest]),
+        "ingest_p99_ms": median([r["p99_us"] / 1000 for r in ingest]),
+        "errors": sum(r["errors"] for r in hello + ingest),
+        "hello_cpu_us": median([r["server_cpu_us"] for r in hello]),
+        "ingest_cpu_us": median([r["server_cpu_us"] for r in ingest]),
+    }
+
+
+def report(results: dict[str, Any], args: argparse.Namespace) -> str:
+    """The Markdown report."""
+    m = results["machine"]
+    lines = [
+        f"Machine: {m['nproc']} CPUs ({m['cpu']}), {m['mem_gib']} GiB RAM, Linux {m['kernel']}, "
+        f"Python {m['python']}, SQLite {m['sqlite']}, {m['wrk']}, gunicorn {m['gunicorn']}, "
+        f"Flask {m['flask']}, SQLAlchemy {m['sqlalchemy']}, psycopg {m['psycopg']}; "
+        f"load average at start {tuple(round(x, 2) for x in m['loadavg_at_start'])}.",
+        "",
+        f"Peak: wrk -t1 -c{args.connections}, {args.rounds} alternating rounds of "
+        f"{args.duration} s per target (medians over rounds; ratio = median of per-round ratios).",
+        "",
+        "| backend | hello req/s | ingest req/s | ratio (min-max) | target | hello p50 / p99 ms "
+        "| ingest p50 / p99 ms | gunicorn CPU µs/request hello / ingest | errors |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    targets = {"sqlite": 0.55, "postgresql": 0.40}
+    for backend, data in results["backends"].items():
+        s = data["peak_summary"]
+        ok = "met" if s["ratio"] >= targets[backend] else "**missed**"
+        lines.append(
+            f"| {backend} | {s['hello_rps']:.0f} | {s['ingest_rps']:.0f} | {s['ratio']:.2f} "
+            f"({s['ratio_min']:.2f}-{s['ratio_max']:.2f}) | ≥ {targets[backend]} {ok} | "
+            f"{s['hello_p50_ms']:.2f} / {s['hello_p99_ms']:.2f} | {s['ingest_p50_ms']:.2f} / "
+            f"{s['ingest_p99_ms']:.2f} | {s['hello_cpu_us']:.0f} / {s['ingest_cpu_us']:.0f} | "
+            f"{s['errors']} |")  # fmt: skip
+    lines += ["", f"Acknowledgement latency, open loop at half the ingest peak for "
+              f"{args.ack_seconds} s per run ({args.ack_rounds} runs per mode, alternating; "
+              f"worker: `bridge worker`, Trackdesk answering in {args.trackdesk_delay * 1000:.0f} "
+              "ms). Latency from the scheduled send to the end of the answer.", "",
+              "| backend | rate req/s | mode | p50 ms | p99 ms (runs) | max ms | failures "
+              "| events processed | Trackdesk calls | client lag p99 ms |",
+              "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for backend, data in results["backends"].items():
+        if "ack" not in data:
+            continue
+        for mode, runs in data["ack"]["runs"].items():
+            p99s = ", ".join(f"{r['p99_ms']:.1f}" for r in runs)
+            lines.append(
+                f"| {backend} | {data['ack']['rate']:.0f} | {mode.replace('_', ' ')} | "
+                f"{median([r['p50_ms'] for r in runs]):.2f} | "
+                f"{max(r['p99_ms'] for r in runs):.1f} ({p99s}) | "
+                f"{max(r['max_ms'] for r in runs):.1f} | {sum(r['failures'] for r in runs)} | "
+                f"{sum(r['events_processed'] for r in runs)} | "
+                f"{sum(r['trackdesk_calls'] for r in runs)} | "
+                f"{max(r['client_lag_p99_ms'] for r in runs):.1f} |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def arguments() -> argparse.Namespace:
+    """Command-line options."""
+    parser = argparse.ArgumentParser(description="ingest benchmark (see module docstring)")
+    parser.add_argument("--backends", default="sqlite,postgresql")
+    parser.add_argument("--rounds", type=int, default=5, help="peak rounds per target")
+    parser.add_argument("--duration", type=int, default=5, help="seconds per peak round")
+    parser.add_argument("--connections", type=int, default=4, help="wrk connections")
+    parser.add_argument("--ack-rounds", type=int, default=2, help="runs per ack mode")
+    parser.add_argument("--ack-seconds", type=float, default=10.0)
+    parser.add_argument("--ack-rate", type=float, help="default: half the measured ingest peak")
+    parser.add_argument("--trackdesk-delay", type=float, default=0.5)
+    parser.add_argument("--skip-ack", action="store_true")
+    parser.add_argument("--pg-url", default=os.environ.get("BRIDGE_TEST_POSTGRES_URL", PG_ADMIN))
+    parser.add_argument("--workdir", type=Path, help="default: a new folder under /tmp")
+    parser.add_argument("--json", type=Path, help="also write every raw figure here")
+    return parser.parse_args()
+
+
+def main() -> None:
+    """Run every phase for every backend and print the report."""
+    args = arguments()
+    workdir = args.workdir or Path(f"/tmp/bridge-bench-{time.strftime('%Y%m%d-%H%M%S')}")
+    workdir.mkdir(parents=True, exist_ok=True)
+    results: dict[str, Any] = {"machine": machine(), "backends": {}}
+    for backend in args.backends.split(","):
+        print(f"{backend}: peak", file=sys.stderr)
+        data: dict[str, Any] = {"peak": peak(backend, args, workdir)}
+        data["peak_summary"] = summarise_peak(data["peak"])
+        if not args.skip_ack:
+            rate = args.ack_rate or round(data["peak_summary"]["ingest_rps"] / 2)
+            print(f"{backend}: ack latency at {rate} req/s", file=sys.stderr)
+            data["ack"] = ack(backend, rate, args, workdir)
+        results["backends"][backend] = data
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2, default=str))
+    print(report(results, args))
+    print(f"\n(logs and raw files in {workdir})", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
