@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from sqlalchemy.exc import IntegrityError
 
-from bridge.db import transaction
+from bridge.db import read_session, transaction
 from bridge.domain import stripe_json as sj
 from bridge.domain.facts import (
     ChargeRefundsFact,
@@ -35,7 +35,7 @@ def look_up_invoice_payment(rt: Runtime, fact: Fact) -> int:
     if isinstance(fact, ChargeRefundsFact) and fact.invoice_id:
         return 0  # the older API shape names the invoice itself
     intent, charge = fact.payment_intent_id, fact.charge_id
-    with rt.sessions() as session:
+    with read_session(rt.sessions) as session:
         if find_conversion(session, payment_intent_id=intent, charge_id=charge) is not None:
             return 0
     if intent:

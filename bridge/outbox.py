@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import Select, and_, or_, select, update
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
-from bridge.db import transaction
+from bridge.db import read_session, transaction
 from bridge.db.models import Outbox, utcnow
 
 PENDING, DELIVERED, DEAD = "pending", "delivered", "dead"
@@ -76,20 +76,9 @@ def claim(
 ) -> list[Claimed]:
     """Lease up to `limit` due rows whose dependency was delivered; no two workers share one."""
     now = now or utcnow()
-    dep = aliased(Outbox)
-    query = (
-        select(Outbox, dep.delivered_at)
-        .outerjoin(dep, dep.id == Outbox.depends_on_id)
-        .where(
-            Outbox.state == PENDING,
-            Outbox.next_attempt_at <= now,
-            or_(Outbox.locked_until.is_(None), Outbox.locked_until < now),
-            or_(Outbox.depends_on_id.is_(None), and_(dep.state == DELIVERED)),
-        )
-        .order_by(Outbox.next_attempt_at, Outbox.id)
-        .limit(limit)
-        .with_for_update(of=Outbox, skip_locked=True)
-    )
+    query = _due(now, limit).with_for_update(of=Outbox, skip_locked=True)
+    if _is_sqlite(sessions) and not _anything_due(sessions, now):
+        return []  # an idle poll must not take the write lock webhooks wait for
     with transaction(sessions) as session:
         rows = session.execute(query).all()
         if not rows:
@@ -111,6 +100,34 @@ def claim(
             )
             for row, dep_delivered in rows
         ]
+
+
+def _due(now: datetime, limit: int) -> Select[Outbox, datetime | None]:
+    """Due rows, not leased, whose dependency (if any) was delivered; oldest first."""
+    dep = aliased(Outbox)
+    return (
+        select(Outbox, dep.delivered_at)
+        .outerjoin(dep, dep.id == Outbox.depends_on_id)
+        .where(
+            Outbox.state == PENDING,
+            Outbox.next_attempt_at <= now,
+            or_(Outbox.locked_until.is_(None), Outbox.locked_until < now),
+            or_(Outbox.depends_on_id.is_(None), and_(dep.state == DELIVERED)),
+        )
+        .order_by(Outbox.next_attempt_at, Outbox.id)
+        .limit(limit)
+    )
+
+
+def _is_sqlite(sessions: sessionmaker[Session]) -> bool:
+    bind = sessions.kw.get("bind")
+    return bind is not None and bind.dialect.name == "sqlite"
+
+
+def _anything_due(sessions: sessionmaker[Session], now: datetime) -> bool:
+    """A read-only look for a row `claim` would take."""
+    with read_session(sessions) as session:
+        return session.execute(_due(now, 1)).first() is not None
 
 
 def _finish(

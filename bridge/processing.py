@@ -18,7 +18,7 @@ from sqlalchemy import or_, select, text
 from sqlalchemy.orm import Session
 
 from bridge.conversions import expire_holds as _expire
-from bridge.db import transaction
+from bridge.db import read_session, reading, transaction
 from bridge.db.models import Event, utcnow
 from bridge.runtime import Runtime
 
@@ -56,7 +56,7 @@ def _load_handlers() -> None:
 
 
 def _due_ids(rt: Runtime, now: datetime) -> list[int]:
-    with rt.engine.connect() as conn:
+    with reading(rt.engine) as conn:
         rows = conn.execute(
             select(Event.id)
             .where(
@@ -85,7 +85,7 @@ def process_pending_events(rt: Runtime) -> int:
 
 def process_event(rt: Runtime, row_id: int) -> int:
     """Prepare then apply one event; 1 when it was handled (or deferred), 0 when taken already."""
-    with rt.sessions() as session:
+    with read_session(rt.sessions) as session:
         event = session.get(Event, row_id)
         if event is None or event.processed_at is not None:
             return 0

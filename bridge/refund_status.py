@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
+from bridge.db import READ_ONLY
 from bridge.db.models import ChargeRefunds, Conversion, ConversionStatus, Refund
 from bridge.domain.status_rules import fully_refunded, refunded_minor
 from bridge.refund_lookup import find_conversion, payment_state
@@ -17,6 +18,7 @@ def refund_snapshot(engine: Engine, *, limit: int = 50) -> dict[str, Any]:
     if limit <= 0:  # metrics want counts only
         return {"manual_action": [], "partial_refunds": []}
     with Session(engine) as session:
+        session.connection(execution_options={READ_ONLY: True})
         return {
             "manual_action": _manual(session, limit),
             "partial_refunds": _partial(session, limit),

@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import aliased
 
+from bridge.db import reading
 from bridge.db.models import Conversion, Event, Outbox, utcnow
 from bridge.refund_status import refund_snapshot
 
@@ -18,7 +19,7 @@ def collect_status(engine: Engine, *, dead_limit: int = 50) -> dict[str, Any]:
     conversions on hold, and calls waiting for a link that is not delivered yet.
     """
     dep = aliased(Outbox)
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         by_state = dict(
             conn.execute(select(Outbox.state, func.count()).group_by(Outbox.state)).all()
         )

@@ -1,24 +1,35 @@
-"""Durable intake: one INSERT per acknowledged webhook, duplicates absorbed by a unique key."""
+"""Durable intake: one INSERT per acknowledged webhook, duplicates absorbed by a unique key.
+
+This is the hot path of every webhook, so it talks to the driver directly: one prepared
+`INSERT … ON CONFLICT DO NOTHING RETURNING id` on a pooled connection, committed before the
+answer. (Building and caching a SQLAlchemy statement per request cost more than the insert.)
+The row is the same one the ORM reads: `Event` in `bridge.db.models`.
+"""
 
 from __future__ import annotations
 
-from sqlalchemy import Engine, Insert
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import SQLAlchemyError
+from datetime import datetime
 
-from bridge.db.models import Event, utcnow
+from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+
+from bridge.db.models import utcnow
 from bridge.errors import StorageUnavailable
 
+# Constant SQL (no value is ever formatted into it); parameters go through the driver.
+_INSERT = {
+    "sqlite": "INSERT INTO events (provider, event_id, type, livemode, received_at, body, "
+    "attempts) VALUES (?, ?, ?, ?, ?, ?, 0) "
+    "ON CONFLICT (provider, event_id) DO NOTHING RETURNING id",
+    "postgresql": "INSERT INTO events (provider, event_id, type, livemode, received_at, body, "
+    "attempts) VALUES (%s, %s, %s, %s, %s, %s, 0) "
+    "ON CONFLICT (provider, event_id) DO NOTHING RETURNING id",
+}
 
-def _insert_ignoring_duplicates(engine: Engine) -> Insert:
-    """`INSERT … ON CONFLICT DO NOTHING` in the engine's dialect."""
-    table = Event.__table__  # a Table: the dialect inserts need it, not the mapped class
-    if engine.dialect.name == "postgresql":
-        return postgresql.insert(table).on_conflict_do_nothing(  # type: ignore[arg-type]
-            index_elements=["provider", "event_id"]
-        )
-    stmt = sqlite.insert(table)  # type: ignore[arg-type]
-    return stmt.on_conflict_do_nothing(index_elements=["provider", "event_id"])
+
+def _sqlite_time(moment: datetime) -> str:
+    """UTC as SQLAlchemy's SQLite DATETIME stores it, so the ORM reads the row back unchanged."""
+    return moment.strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
 def store_event(
@@ -30,20 +41,36 @@ def store_event(
     livemode: bool | None,
     body: bytes,
 ) -> bool:
-    """Store one verified delivery in its own transaction; False when it was a duplicate."""
-    stmt = _insert_ignoring_duplicates(engine).values(
-        provider=provider,
-        event_id=event_id,
-        type=event_type[:100],
-        livemode=livemode,
-        received_at=utcnow(),
-        body=body,
-        attempts=0,
-    ).returning(Event.__table__.c.id)
+    """Store one verified delivery, committed; False when it was a duplicate."""
+    dialect = engine.dialect.name
+    now = utcnow()
+    received = _sqlite_time(now) if dialect == "sqlite" else now
+    params = (provider, event_id, event_type[:100], livemode, received, body)
     try:
-        with engine.begin() as conn:
-            # RETURNING, not rowcount: psycopg reports -1 rows for an INSERT … RETURNING
-            inserted = conn.execute(stmt).first()
+        conn = engine.raw_connection()
     except SQLAlchemyError as exc:
         raise StorageUnavailable("the event could not be stored; retry later") from exc
+    try:
+        cursor = conn.cursor()
+        # SQLite connections run in autocommit (see bridge.db): the INSERT is its own
+        # transaction. psycopg opens one, which commit() ends.
+        cursor.execute(_INSERT[dialect], params)
+        inserted = cursor.fetchone()
+        cursor.close()
+        conn.commit()
+    except Exception as exc:
+        _discard(conn)
+        if isinstance(exc, (DBAPIError, engine.dialect.loaded_dbapi.Error)):
+            raise StorageUnavailable("the event could not be stored; retry later") from exc
+        raise
+    conn.close()
     return inserted is not None
+
+
+def _discard(conn: object) -> None:
+    """Roll back and return a failed connection to the pool (invalidated if it is broken)."""
+    try:
+        conn.rollback()  # type: ignore[attr-defined]
+    except Exception:
+        conn.invalidate()  # type: ignore[attr-defined]
+    conn.close()  # type: ignore[attr-defined]

@@ -13,6 +13,7 @@ worker send the same call again.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -35,6 +36,7 @@ log = logging.getLogger("bridge.worker")
 LEASE = timedelta(seconds=60)  # far longer than the HTTP timeout (10 s), so leases outlive calls
 LEASE_ENV = "BRIDGE_WORKER_LEASE_SECONDS"
 POLL_SECONDS = 0.25
+WORKER_NICENESS = 10
 
 
 def lease_from_env(env: Mapping[str, str] | None = None) -> timedelta:
@@ -98,6 +100,7 @@ class Worker:
                 return
 
     def _process_loop(self) -> None:
+        _lower_priority()
         while not self.stop.is_set():
             try:
                 busy = self.process_once()
@@ -110,6 +113,7 @@ class Worker:
 
     def _deliver_loop(self, index: int) -> None:
         me = f"{self.id}/{index}"
+        _lower_priority()
         while not self.stop.is_set():
             try:
                 claimed = self.deliver_once(me)
@@ -135,3 +139,13 @@ class Worker:
         for thread in loops:
             thread.join(timeout=30)
         log.info("worker stopped", extra={"worker": self.id})
+
+
+def _lower_priority() -> None:
+    """Yield the CPU to web requests: acknowledging Stripe quickly matters more than delivering.
+
+    Linux applies a priority to one thread when given its id, so this works for `bridge serve`
+    (worker threads beside web threads) as for `bridge worker`. Elsewhere it does nothing.
+    """
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), WORKER_NICENESS)

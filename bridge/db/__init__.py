@@ -7,10 +7,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+READ_ONLY = "bridge_read_only"  # execution option: on SQLite, begin without the write lock
 
 
 def default_sqlite_url(instance_path: str | Path) -> str:
@@ -40,11 +41,12 @@ def make_engine(url: str, *, sqlite_synchronous: str = "NORMAL", **kwargs: Any) 
 
 
 def _tune_sqlite(engine: Engine, synchronous: str) -> None:
-    """WAL for concurrent readers; every transaction takes the write lock at BEGIN.
+    """WAL for concurrent readers; a transaction takes the write lock at BEGIN unless read-only.
 
     Deferred transactions that read then write fail with "database is locked" when another
     process wrote in between (the busy timeout cannot help a lock upgrade); BEGIN IMMEDIATE
-    makes them wait their turn instead.
+    makes them wait their turn instead. Read-only work (`reading`, `read_session`) begins
+    deferred, so it never holds the lock that webhook inserts wait for.
     """
     mode = "FULL" if synchronous == "FULL" else "NORMAL"
 
@@ -60,12 +62,27 @@ def _tune_sqlite(engine: Engine, synchronous: str) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        deferred = connection.get_execution_options().get(READ_ONLY)
+        connection.exec_driver_sql("BEGIN" if deferred else "BEGIN IMMEDIATE")
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     """Sessions that keep loaded values after commit (we log and answer from them)."""
     return sessionmaker(engine, expire_on_commit=False)
+
+
+def reading(engine: Engine) -> Connection:
+    """A connection for reads only: on SQLite it does not take the write lock (webhooks wait
+    for that lock, so readers must not hold it)."""
+    return engine.connect().execution_options(**{READ_ONLY: True})
+
+
+@contextmanager
+def read_session(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """A session for reads only (see `reading`); it must not write."""
+    with factory() as session:
+        session.connection(execution_options={READ_ONLY: True})
+        yield session
 
 
 @contextmanager

@@ -14,6 +14,7 @@ from flask.typing import ResponseReturnValue
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from sqlalchemy import select
 
+from bridge.db import read_session
 from bridge.db.models import Event, Outbox
 from bridge.replay import replay_dead, replay_id
 from bridge.status import collect_status
@@ -72,7 +73,7 @@ def _serializer() -> URLSafeTimedSerializer:
 
 
 def _latest(model: Any, limit: int = 50) -> list[Any]:
-    with runtime().sessions() as session:
+    with read_session(runtime().sessions) as session:
         return list(session.execute(select(model).order_by(model.id.desc()).limit(limit)).scalars())
 
 

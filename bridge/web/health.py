@@ -7,6 +7,7 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
+from bridge.db import reading
 from bridge.web import error, runtime
 
 bp = Blueprint("health", __name__)
@@ -22,7 +23,7 @@ def healthz() -> ResponseReturnValue:
 def readyz() -> ResponseReturnValue:
     """200 when the database answers, else 503."""
     try:
-        with runtime().engine.connect() as conn:
+        with reading(runtime().engine) as conn:
             conn.execute(text("SELECT 1"))
     except SQLAlchemyError:
         return error("The database does not answer.", 503)

@@ -6,7 +6,7 @@ import json
 import logging
 from typing import Any
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, Response, request
 from flask.typing import ResponseReturnValue
 
 from bridge.errors import BadRequest
@@ -16,6 +16,8 @@ from bridge.store import store_event
 from bridge.web import runtime
 
 bp = Blueprint("stripe_hook", __name__)
+_STORED = b'{"received": true, "duplicate": false}\n'
+_DUPLICATE = b'{"received": true, "duplicate": true}\n'
 log = logging.getLogger("bridge.webhook")
 
 
@@ -64,4 +66,4 @@ def stripe_webhook() -> ResponseReturnValue:
     )
     if stored:
         rt.wake.set()
-    return jsonify({"received": True, "duplicate": not stored})
+    return Response(_STORED if stored else _DUPLICATE, mimetype="application/json")
