@@ -9,6 +9,7 @@ or payment never race: processing is quick, delivery is where the time goes, and
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -74,12 +75,19 @@ def _lock(session: Session) -> None:
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PROCESS_LOCK_KEY})
 
 
-def process_pending_events(rt: Runtime) -> int:
-    """Process the stored events that are due; the number handled this round."""
+def process_pending_events(rt: Runtime, pace: Callable[[float], bool] | None = None) -> int:
+    """Process the stored events that are due; the number handled this round.
+
+    `pace` is told how long each event took and may pause the loop (the worker rests as long
+    as it worked, so that webhooks keep most of a busy machine); it returns True to stop early.
+    """
     _load_handlers()
     handled = 0
     for event_id in _due_ids(rt, utcnow()):
+        started = time.monotonic()
         handled += process_event(rt, event_id)
+        if pace is not None and pace(time.monotonic() - started):
+            break
     return handled
 
 

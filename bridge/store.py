@@ -13,6 +13,7 @@ from datetime import datetime
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
+from bridge.db.gate import writing
 from bridge.db.models import utcnow
 from bridge.errors import StorageUnavailable
 
@@ -51,13 +52,14 @@ def store_event(
     except SQLAlchemyError as exc:
         raise StorageUnavailable("the event could not be stored; retry later") from exc
     try:
-        cursor = conn.cursor()
-        # SQLite connections run in autocommit (see bridge.db): the INSERT is its own
-        # transaction. psycopg opens one, which commit() ends.
-        cursor.execute(_INSERT[dialect], params)
-        inserted = cursor.fetchone()
-        cursor.close()
-        conn.commit()
+        with writing(engine):  # SQLite: queue with the other writers (bridge.db.gate)
+            cursor = conn.cursor()
+            # SQLite connections run in autocommit (see bridge.db): the INSERT is its own
+            # transaction. psycopg opens one, which commit() ends.
+            cursor.execute(_INSERT[dialect], params)
+            inserted = cursor.fetchone()
+            cursor.close()
+            conn.commit()
     except Exception as exc:
         _discard(conn)
         if isinstance(exc, (DBAPIError, engine.dialect.loaded_dbapi.Error)):

@@ -37,6 +37,7 @@ LEASE = timedelta(seconds=60)  # far longer than the HTTP timeout (10 s), so lea
 LEASE_ENV = "BRIDGE_WORKER_LEASE_SECONDS"
 POLL_SECONDS = 0.25
 WORKER_NICENESS = 10
+PROCESSING_REST_RATIO = 1.0  # rest after each event for as long as it took
 
 
 def lease_from_env(env: Mapping[str, str] | None = None) -> timedelta:
@@ -75,11 +76,16 @@ class Worker:
         self.stop = threading.Event()
         self.rng = random.Random()
 
-    def process_once(self) -> int:
+    def process_once(self, *, paced: bool = False) -> int:
         """Process stored events and expired holds; the number of events handled."""
-        handled = process_pending_events(self.rt)
+        handled = process_pending_events(self.rt, self._rest if paced else None)
         expire_holds(self.rt)
         return handled
+
+    def _rest(self, worked: float) -> bool:
+        """Rest as long as the last event took (at most half the machine's time goes to
+        processing under load); True when the worker is stopping."""
+        return self.stop.wait(min(worked * PROCESSING_REST_RATIO, 1.0))
 
     def deliver_once(self, worker_id: str | None = None) -> int:
         """Claim and deliver one batch of due rows; the number claimed."""
@@ -103,7 +109,7 @@ class Worker:
         _lower_priority()
         while not self.stop.is_set():
             try:
-                busy = self.process_once()
+                busy = self.process_once(paced=True)
             except Exception:  # keep the loop alive; the row stays unprocessed and is retried
                 log.exception("event processing failed")
                 busy = 0

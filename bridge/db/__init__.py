@@ -10,6 +10,8 @@ from typing import Any
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
+from bridge.db.gate import writing
+
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 READ_ONLY = "bridge_read_only"  # execution option: on SQLite, begin without the write lock
 
@@ -34,7 +36,9 @@ def make_engine(url: str, *, sqlite_synchronous: str = "NORMAL", **kwargs: Any) 
         )
         _tune_sqlite(engine, sqlite_synchronous)
         return engine
-    kwargs.setdefault("pool_pre_ping", True)
+    # No pre-ping: it would cost every webhook a round trip. A connection the server dropped
+    # fails its request (503: Stripe retries; the worker retries) and is replaced.
+    kwargs.setdefault("pool_recycle", 1800)
     kwargs.setdefault("pool_size", 5)
     kwargs.setdefault("max_overflow", 5)
     return create_engine(url, **kwargs)
@@ -87,6 +91,9 @@ def read_session(factory: sessionmaker[Session]) -> Iterator[Session]:
 
 @contextmanager
 def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
-    """A session inside one transaction: commit on success, roll back on any error."""
-    with factory() as session, session.begin():
+    """A session inside one transaction: commit on success, roll back on any error.
+
+    On SQLite the writers' gate is held for the whole transaction (see `bridge.db.gate`).
+    """
+    with writing(factory.kw.get("bind")), factory() as session, session.begin():
         yield session

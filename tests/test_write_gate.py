@@ -1,0 +1,71 @@
+"""SQLite writers queue on one inter-process lock; PostgreSQL needs none."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import threading
+
+import pytest
+
+from bridge.db import make_engine
+from bridge.db.gate import write_gate
+
+
+def _held_elsewhere(path: str) -> bool:
+    """True when another open file holds the lock (a non-blocking try fails)."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def test_a_writer_holds_the_gate_until_its_transaction_ends(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path}/g.sqlite3")
+    gate = write_gate(engine)
+    assert gate is not None
+    lock_path = str(gate.path)
+    with gate.hold():
+        with gate.hold():  # re-entrant in one thread
+            assert _held_elsewhere(lock_path)
+        assert _held_elsewhere(lock_path)  # the inner exit does not release it
+    assert not _held_elsewhere(lock_path)
+
+
+def test_another_thread_waits_for_the_gate(tmp_path):
+    gate = write_gate(make_engine(f"sqlite:///{tmp_path}/g.sqlite3"))
+    assert gate is not None
+    order: list[str] = []
+    inside = threading.Event()
+    release = threading.Event()
+
+    def first() -> None:
+        with gate.hold():
+            order.append("first in")
+            inside.set()
+            release.wait(10)
+            order.append("first out")
+
+    def second() -> None:
+        inside.wait(10)
+        with gate.hold():
+            order.append("second in")
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for thread in threads:
+        thread.start()
+    inside.wait(10)
+    assert _held_elsewhere(str(gate.path))
+    release.set()
+    for thread in threads:
+        thread.join(10)
+    assert order == ["first in", "first out", "second in"]
+
+
+@pytest.mark.parametrize("url", ["sqlite://", "postgresql+psycopg://u@h/db"])
+def test_no_gate_without_a_database_file(url):
+    assert write_gate(make_engine(url)) is None
