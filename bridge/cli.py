@@ -8,6 +8,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -173,3 +174,20 @@ def token(external_cid: str) -> None:
         sys.exit(2)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="EXTERNAL_CID") from exc
+
+
+@main.command("backfill")
+@click.option("--since", required=True, type=click.DateTime(), help="YYYY-MM-DD[ HH:MM:SS], UTC.")
+def backfill_command(since: datetime) -> None:
+    """Fetch Stripe events created since DATE and process them like webhooks (duplicates skipped)."""
+    from bridge.backfill import backfill
+
+    rt = _runtime()
+    from bridge.processing import RetryLater
+
+    try:
+        backfill(rt, since.replace(tzinfo=UTC), click.echo)
+    except (ValueError, RetryLater) as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(2)
+    click.echo("stored: `bridge worker` (or `bridge serve`) processes them")
