@@ -45,6 +45,7 @@ def backfill(rt: Runtime, since: datetime, echo: Callable[[str], None]) -> tuple
             body=json.dumps(event).encode(),
         )
         new, duplicates = (new + 1, duplicates) if stored else (new, duplicates + 1)
-    echo(f"{len(events)} event(s) since {since.isoformat()}: {new} new, {duplicates} already stored")
+    total = len(events)
+    echo(f"{total} event(s) since {since.isoformat()}: {new} new, {duplicates} already stored")
     rt.wake.set()
     return new, duplicates

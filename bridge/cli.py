@@ -179,7 +179,7 @@ def token(external_cid: str) -> None:
 @main.command("backfill")
 @click.option("--since", required=True, type=click.DateTime(), help="YYYY-MM-DD[ HH:MM:SS], UTC.")
 def backfill_command(since: datetime) -> None:
-    """Fetch Stripe events created since DATE and process them like webhooks (duplicates skipped)."""
+    """Fetch Stripe events created since DATE and process them like webhooks."""
     from bridge.backfill import backfill
 
     rt = _runtime()
