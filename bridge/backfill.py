@@ -35,13 +35,16 @@ def backfill(rt: Runtime, since: datetime, echo: Callable[[str], None]) -> tuple
             break
         after = str(data[-1].get("id"))
     new = duplicates = 0
-    for event in sorted(events, key=lambda e: (e.get("created") or 0, str(e.get("id")))):
+    for event in sorted(
+        events, key=lambda e: (str(e.get("created") or 0).zfill(20), str(e.get("id")))
+    ):
+        livemode = event.get("livemode")
         stored = store_event(
             rt.engine,
             provider="stripe",
             event_id=str(event.get("id")),
             event_type=str(event.get("type") or "unknown"),
-            livemode=event.get("livemode") if isinstance(event.get("livemode"), bool) else None,
+            livemode=livemode if isinstance(livemode, bool) else None,
             body=json.dumps(event).encode(),
         )
         new, duplicates = (new + 1, duplicates) if stored else (new, duplicates + 1)
