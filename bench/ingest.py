@@ -3,9 +3,10 @@
 For each backend (SQLite, PostgreSQL):
 
 1. Peak: the bridge and a hello-world Flask app (bench/hello.py), each under gunicorn with 2 sync
-   workers, both running; `wrk` (one thread, a few connections, a Lua script cycling distinct
-   pre-signed events) loads one then the other, in alternating order round after round. Reported:
-   requests/s of each, their ratio (per round, then the median), p50/p99 latency from wrk.
+   workers, both running; `wrk` (one thread, 4, 16 and 32 connections, a Lua script cycling
+   distinct pre-signed events) loads one then the other, in rotating order round after round.
+   Reported: requests/s of each at its best connection count (the peak) and per count, their
+   ratio (per round, then the median), p50/p99 latency from wrk, gunicorn's CPU per request.
 2. Acknowledgement latency at half the measured ingest peak, open loop (bench/openloop.py), on a
    fresh database: without a worker, and with `bridge worker` running against a fake Trackdesk
    that answers every call in 500 ms (alternating, each run on its own fresh database).
@@ -45,6 +46,7 @@ from tests.support.fake_trackdesk import read_recordings
 from tests.support.procs import ROOT, Procs, child_env, run_bridge
 
 HELLO_APP = "bench.hello:create_app()"
+BARE_APP = "bench.bare_store:create_app()"
 BRIDGE_APP = "bridge.app:create_app()"
 PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 UNREACHABLE = "http://127.0.0.1:9"  # Trackdesk when no worker runs: never called
@@ -145,32 +147,46 @@ def wrk(url: str, request_file: Path, seconds: float, connections: int,
 
 
 def peak(backend: str, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
-    """Alternating wrk rounds against the bridge and the hello-world app."""
+    """Rounds of wrk against hello-world and the bridge (and the bare-write what-if), rotating."""
     logs = workdir / "logs" / f"peak-{backend}"
     hello_file = write_request_file(workdir / "hello.tsv", 2000)  # hello ignores the body
+    names = ["hello", "ingest", *(["bare"] if args.bare else [])]
     with database(backend, workdir, args.pg_url) as db, Procs(logs) as procs:
-        bridge, bridge_url = procs.gunicorn(bridge_env(db.url), app=BRIDGE_APP, name="bridge")
-        hello, hello_url = procs.gunicorn({}, app=HELLO_APP, name="hello")
-        targets = {"ingest": bridge_url + "/webhooks/stripe", "hello": hello_url + "/hello"}
-        pids = {"ingest": bridge.pid, "hello": hello.pid}
+        env = bridge_env(db.url)
+        servers = {
+            "hello": procs.gunicorn({}, app=HELLO_APP, name="hello"),
+            "ingest": procs.gunicorn(env, app=BRIDGE_APP, name="bridge"),
+            **({"bare": procs.gunicorn(env, app=BARE_APP, name="bare")} if args.bare else {}),
+        }
+        paths = {"hello": "/hello", "ingest": "/webhooks/stripe", "bare": "/webhooks/stripe"}
+        targets = {name: url + paths[name] for name, (_, url) in servers.items()}
+        pids = {name: proc.pid for name, (proc, _) in servers.items()}
         sent = 0
-        warm = wrk(targets["ingest"], fresh_file(workdir, 4000), 2, args.connections)
-        wrk(targets["hello"], hello_file, 2, args.connections)
-        sent += warm["requests"]
-        pool = max(4000, int(warm["rps"] * args.duration * 1.5))
-        rounds: dict[str, list[dict[str, Any]]] = {"hello": [], "ingest": []}
+        conns = connection_counts(args)
+        for name in names:  # warm-up
+            source = hello_file if name == "hello" else fresh_file(workdir, 10000)
+            sent += wrk(targets[name], source, 2, conns[0])["requests"] * (name != "hello")
+        pool = int(4000 * args.duration * 1.3)  # above the fastest ingest seen here, with margin
+        rounds: dict[str, dict[int, list[dict[str, Any]]]] = {
+            name: {c: [] for c in conns} for name in names}  # fmt: skip
         for index in range(args.rounds):
-            order = ("hello", "ingest") if index % 2 == 0 else ("ingest", "hello")
-            for name in order:
-                source = hello_file if name == "hello" else fresh_file(workdir, pool)
-                result = wrk(targets[name], source, args.duration, args.connections, pids[name])
-                rounds[name].append(result)
-                sent += result["requests"] if name == "ingest" else 0
-                print(f"  {backend} round {index + 1} {name}: {result['rps']:.0f} req/s",
-                      file=sys.stderr)  # fmt: skip
+            shift = index % len(names)
+            for name in names[shift:] + names[:shift]:
+                for c in conns:
+                    source = hello_file if name == "hello" else fresh_file(workdir, pool)
+                    result = wrk(targets[name], source, args.duration, c, pids[name])
+                    rounds[name][c].append(result)
+                    sent += result["requests"] if name != "hello" else 0
+                    print(f"  {backend} round {index + 1} {name} -c{c}: {result['rps']:.0f} req/s",
+                          file=sys.stderr)  # fmt: skip
         stored = db.count("SELECT count(*) FROM events")
     return {"rounds": rounds, "ingest_sent": sent, "events_stored": stored,
             "pool_per_round": pool}  # fmt: skip
+
+
+def connection_counts(args: argparse.Namespace) -> list[int]:
+    """The wrk connection counts to load each target with."""
+    return [int(c) for c in str(args.connections).split(",")]
 
 
 def fresh_file(workdir: Path, count: int) -> Path:
@@ -249,24 +265,35 @@ def median(values: list[float]) -> float:
     return statistics.median(values) if values else 0.0
 
 
-def summarise_peak(result: dict[str, Any]) -> dict[str, float]:
-    """Medians over rounds, and the median of per-round ratios."""
-    hello, ingest = result["rounds"]["hello"], result["rounds"]["ingest"]
-    ratios = [i["rps"] / h["rps"] for h, i in zip(hello, ingest, strict=True)]
-    return {
-        "hello_rps": median([r["rps"] for r in hello]),
-        "ingest_rps": median([r["rps"] for r in ingest]),
-        "ratio": median(ratios),
-        "ratio_min": min(ratios),
-        "ratio_max": max(ratios),
-        "hello_p50_ms": median([r["p50_us"] / 1000 for r in hello]),
-        "hello_p99_ms": median([r["p99_us"] / 1000 for r in hello]),
-        "ingest_p50_ms": median([r["p50_us"] / 1000 for r in ingest]),
-        "ingest_p99_ms": median([r["p99_us"] / 1000 for r in ingest]),
-        "errors": sum(r["errors"] for r in hello + ingest),
-        "hello_cpu_us": median([r["server_cpu_us"] for r in hello]),
-        "ingest_cpu_us": median([r["server_cpu_us"] for r in ingest]),
-    }
+def summarise_peak(result: dict[str, Any]) -> dict[str, Any]:
+    """Per target and connection count: medians over rounds and ratios to hello-world (same
+    count, same round); and the peak: per round the best count of each, then the median."""
+    hello = result["rounds"]["hello"]
+    out: dict[str, Any] = {}
+    for name, by_count in result["rounds"].items():
+        per_count = {}
+        for c, runs in by_count.items():
+            ratios = [r["rps"] / h["rps"] for h, r in zip(hello[c], runs, strict=True)]
+            per_count[c] = {
+                "rps": median([r["rps"] for r in runs]),
+                "ratio": median(ratios),
+                "p50_ms": median([r["p50_us"] / 1000 for r in runs]),
+                "p99_ms": median([r["p99_us"] / 1000 for r in runs]),
+                "cpu_us": median([r["server_cpu_us"] for r in runs]),
+                "errors": sum(r["errors"] for r in runs),
+            }
+        best = [max(runs[i]["rps"] for runs in by_count.values())
+                for i in range(len(next(iter(by_count.values()))))]  # fmt: skip
+        best_hello = [max(runs[i]["rps"] for runs in hello.values()) for i in range(len(best))]
+        ratios = [b / h for b, h in zip(best, best_hello, strict=True)]
+        out[name] = {"per_count": per_count, "peak_rps": median(best),
+                     "peak_ratio": median(ratios), "peak_ratio_min": min(ratios),
+                     "peak_ratio_max": max(ratios)}  # fmt: skip
+    return out
+
+
+TARGETS = {"sqlite": 0.55, "postgresql": 0.40}
+LABELS = {"hello": "hello-world", "ingest": "**ingest**", "bare": "ingest, bare write (what-if)"}
 
 
 def report(results: dict[str, Any], args: argparse.Namespace) -> str:
@@ -278,24 +305,40 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> str:
         f"Flask {m['flask']}, SQLAlchemy {m['sqlalchemy']}, psycopg {m['psycopg']}; "
         f"load average at start {tuple(round(x, 2) for x in m['loadavg_at_start'])}.",
         "",
-        f"Peak: wrk -t1 -c{args.connections}, {args.rounds} alternating rounds of "
-        f"{args.duration} s per target (medians over rounds; ratio = median of per-round ratios).",
+        f"Peak: wrk -t1 -c{args.connections}, {args.rounds} rotating rounds of {args.duration} s "
+        "per target and connection count. Peak = the best connection count of each target in "
+        "each round; figures are medians over rounds (ratio: median of per-round ratios).",
         "",
-        "| backend | hello req/s | ingest req/s | ratio (min-max) | target | hello p50 / p99 ms "
-        "| ingest p50 / p99 ms | gunicorn CPU µs/request hello / ingest | errors |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| backend | target | peak req/s | ratio to hello (min-max) | goal |",
+        "|---|---|---|---|---|",
     ]
-    targets = {"sqlite": 0.55, "postgresql": 0.40}
     for backend, data in results["backends"].items():
-        s = data["peak_summary"]
-        ok = "met" if s["ratio"] >= targets[backend] else "**missed**"
-        lines.append(
-            f"| {backend} | {s['hello_rps']:.0f} | {s['ingest_rps']:.0f} | {s['ratio']:.2f} "
-            f"({s['ratio_min']:.2f}-{s['ratio_max']:.2f}) | ≥ {targets[backend]} {ok} | "
-            f"{s['hello_p50_ms']:.2f} / {s['hello_p99_ms']:.2f} | {s['ingest_p50_ms']:.2f} / "
-            f"{s['ingest_p99_ms']:.2f} | {s['hello_cpu_us']:.0f} / {s['ingest_cpu_us']:.0f} | "
-            f"{s['errors']} |")  # fmt: skip
-    lines += ["", f"Acknowledgement latency, open loop at half the ingest peak for "
+        for name, s in data.get("peak_summary", {}).items():
+            goal = ""
+            if name == "ingest":
+                met = "met" if s["peak_ratio"] >= TARGETS[backend] else "**missed**"
+                goal = f"≥ {TARGETS[backend]:.2f} {met}"
+            lines.append(
+                f"| {backend} | {LABELS[name]} | {s['peak_rps']:.0f} | {s['peak_ratio']:.2f} "
+                f"({s['peak_ratio_min']:.2f}-{s['peak_ratio_max']:.2f}) | {goal} |")  # fmt: skip
+    lines += ["", "Per connection count (medians over rounds):", "",
+              "| backend | target | wrk -c | req/s | ratio to hello | p50 / p99 ms "
+              "| gunicorn CPU µs/request | errors |",
+              "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for backend, data in results["backends"].items():
+        for name, s in data.get("peak_summary", {}).items():
+            for c, r in s["per_count"].items():
+                lines.append(
+                    f"| {backend} | {LABELS[name]} | {c} | {r['rps']:.0f} | {r['ratio']:.2f} | "
+                    f"{r['p50_ms']:.2f} / {r['p99_ms']:.2f} | {r['cpu_us']:.0f} | "
+                    f"{r['errors']} |")  # fmt: skip
+        if "peak" in data:
+            lines.append(f"| {backend} | events sent / stored | | {data['peak']['ingest_sent']} / "
+                         f"{data['peak']['events_stored']} | | | | |")  # fmt: skip
+    if not any(data.get("ack") for data in results["backends"].values()):
+        return "\n".join(lines)
+    lines += ["", "Acknowledgement latency, open loop at the rate shown (default: half the "
+              f"measured ingest peak) for "
               f"{args.ack_seconds} s per run ({args.ack_rounds} runs per mode, alternating; "
               f"worker: `bridge worker`, Trackdesk answering in {args.trackdesk_delay * 1000:.0f} "
               "ms). Latency from the scheduled send to the end of the answer.", "",
@@ -303,33 +346,42 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> str:
               "| events processed | Trackdesk calls | client lag p99 ms |",
               "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for backend, data in results["backends"].items():
-        if "ack" not in data:
-            continue
-        for mode, runs in data["ack"]["runs"].items():
-            p99s = ", ".join(f"{r['p99_ms']:.1f}" for r in runs)
-            lines.append(
-                f"| {backend} | {data['ack']['rate']:.0f} | {mode.replace('_', ' ')} | "
-                f"{median([r['p50_ms'] for r in runs]):.2f} | "
-                f"{max(r['p99_ms'] for r in runs):.1f} ({p99s}) | "
-                f"{max(r['max_ms'] for r in runs):.1f} | {sum(r['failures'] for r in runs)} | "
-                f"{sum(r['events_processed'] for r in runs)} | "
-                f"{sum(r['trackdesk_calls'] for r in runs)} | "
-                f"{max(r['client_lag_p99_ms'] for r in runs):.1f} |")  # fmt: skip
+        for phase in data.get("ack", []):
+            lines += _ack_rows(backend, phase)
     return "\n".join(lines)
+
+
+def _ack_rows(backend: str, phase: dict[str, Any]) -> list[str]:
+    """Report lines of one ack phase (one rate): a line per mode."""
+    lines = []
+    for mode, runs in phase["runs"].items():
+        p99s = ", ".join(f"{r['p99_ms']:.1f}" for r in runs)
+        lines.append(
+            f"| {backend} | {phase['rate']:.0f} | {mode.replace('_', ' ')} | "
+            f"{median([r['p50_ms'] for r in runs]):.2f} | "
+            f"{max(r['p99_ms'] for r in runs):.1f} ({p99s}) | "
+            f"{max(r['max_ms'] for r in runs):.1f} | {sum(r['failures'] for r in runs)} | "
+            f"{sum(r['events_processed'] for r in runs)} | "
+            f"{sum(r['trackdesk_calls'] for r in runs)} | "
+            f"{max(r['client_lag_p99_ms'] for r in runs):.1f} |")  # fmt: skip
+    return lines
 
 
 def arguments() -> argparse.Namespace:
     """Command-line options."""
     parser = argparse.ArgumentParser(description="ingest benchmark (see module docstring)")
     parser.add_argument("--backends", default="sqlite,postgresql")
-    parser.add_argument("--rounds", type=int, default=5, help="peak rounds per target")
-    parser.add_argument("--duration", type=int, default=5, help="seconds per peak round")
-    parser.add_argument("--connections", type=int, default=4, help="wrk connections")
+    parser.add_argument("--rounds", type=int, default=3, help="peak rounds per target")
+    parser.add_argument("--duration", type=int, default=4, help="seconds per wrk run")
+    parser.add_argument("--connections", default="4,16,32", help="wrk connection counts")
     parser.add_argument("--ack-rounds", type=int, default=2, help="runs per ack mode")
     parser.add_argument("--ack-seconds", type=float, default=10.0)
-    parser.add_argument("--ack-rate", type=float, help="default: half the measured ingest peak")
+    parser.add_argument("--ack-rate", help="req/s, comma-separated (default: half the peak)")
+    parser.add_argument("--skip-peak", action="store_true", help="ack phase only (give --ack-rate)")
     parser.add_argument("--trackdesk-delay", type=float, default=0.5)
     parser.add_argument("--skip-ack", action="store_true")
+    parser.add_argument("--bare", action="store_true",
+                        help="also load bench/bare_store.py (one-statement write what-if)")
     parser.add_argument("--pg-url", default=os.environ.get("BRIDGE_TEST_POSTGRES_URL", PG_ADMIN))
     parser.add_argument("--workdir", type=Path, help="default: a new folder under /tmp")
     parser.add_argument("--json", type=Path, help="also write every raw figure here")
@@ -343,13 +395,18 @@ def main() -> None:
     workdir.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {"machine": machine(), "backends": {}}
     for backend in args.backends.split(","):
-        print(f"{backend}: peak", file=sys.stderr)
-        data: dict[str, Any] = {"peak": peak(backend, args, workdir)}
-        data["peak_summary"] = summarise_peak(data["peak"])
+        data: dict[str, Any] = {}
+        if not args.skip_peak:
+            print(f"{backend}: peak", file=sys.stderr)
+            data["peak"] = peak(backend, args, workdir)
+            data["peak_summary"] = summarise_peak(data["peak"])
         if not args.skip_ack:
-            rate = args.ack_rate or round(data["peak_summary"]["ingest_rps"] / 2)
-            print(f"{backend}: ack latency at {rate} req/s", file=sys.stderr)
-            data["ack"] = ack(backend, rate, args, workdir)
+            half = [round(data["peak_summary"]["ingest"]["peak_rps"] / 2)] if "peak" in data else []
+            rates = [float(r) for r in args.ack_rate.split(",")] if args.ack_rate else half
+            data["ack"] = []
+            for rate in rates:
+                print(f"{backend}: ack latency at {rate} req/s", file=sys.stderr)
+                data["ack"].append(ack(backend, rate, args, workdir))
         results["backends"][backend] = data
     if args.json:
         args.json.write_text(json.dumps(results, indent=2, default=str))

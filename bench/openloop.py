@@ -20,9 +20,13 @@ import json
 import resource
 import time
 from collections import Counter
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
+
+TIMEOUT = 30.0  # seconds; longer waits only stretch a run that already failed
 
 
 @dataclass
@@ -76,6 +80,14 @@ async def _one(host: str, port: int, payload: bytes, scheduled: float, out: Resu
             writer.close()
 
 
+async def _bounded(request: Coroutine[Any, Any, None], out: Results) -> None:
+    """One request, given up (and counted as a failure) after TIMEOUT seconds."""
+    try:
+        await asyncio.wait_for(request, TIMEOUT)
+    except TimeoutError:
+        out.failures["timeout"] += 1
+
+
 async def run(url: str, requests: list[bytes], rate: float, duration: float) -> Results:
     """Send `rate * duration` requests on schedule (cycling through `requests`)."""
     parts = urlsplit(url)
@@ -89,8 +101,8 @@ async def run(url: str, requests: list[bytes], rate: float, duration: float) -> 
         wait = scheduled - time.perf_counter()
         if wait > 0:
             await asyncio.sleep(wait)  # pacing of the open loop
-        tasks.append(asyncio.create_task(
-            _one(host, port, requests[index % len(requests)], scheduled, out)))  # fmt: skip
+        request = _one(host, port, requests[index % len(requests)], scheduled, out)
+        tasks.append(asyncio.create_task(_bounded(request, out)))
     await asyncio.gather(*tasks)
     return out
 
