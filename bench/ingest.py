@@ -154,9 +154,10 @@ def peak(backend: str, args: argparse.Namespace, workdir: Path) -> dict[str, Any
     with database(backend, workdir, args.pg_url) as db, Procs(logs) as procs:
         env = bridge_env(db.url)
         servers = {
-            "hello": procs.gunicorn({}, app=HELLO_APP, name="hello"),
-            "ingest": procs.gunicorn(env, app=BRIDGE_APP, name="bridge"),
-            **({"bare": procs.gunicorn(env, app=BARE_APP, name="bare")} if args.bare else {}),
+            "hello": procs.gunicorn({}, app=HELLO_APP, name="hello", threads=args.threads),
+            "ingest": procs.gunicorn(env, app=BRIDGE_APP, name="bridge", threads=args.threads),
+            **({"bare": procs.gunicorn(env, app=BARE_APP, name="bare", threads=args.threads)}
+               if args.bare else {}),
         }
         paths = {"hello": "/hello", "ingest": "/webhooks/stripe", "bare": "/webhooks/stripe"}
         targets = {name: url + paths[name] for name, (_, url) in servers.items()}
@@ -213,7 +214,7 @@ def ack_run(backend: str, with_worker: bool, rate: float, args: argparse.Namespa
         if with_worker:
             _, fake_url = procs.fake_trackdesk(record=record, delay=args.trackdesk_delay)
             env = bridge_env(db.url, fake_url)
-        _, bridge_url = procs.gunicorn(env, app=BRIDGE_APP, name="bridge")
+        _, bridge_url = procs.gunicorn(env, app=BRIDGE_APP, name="bridge", threads=args.threads)
         if with_worker:
             procs.worker(env)
         url = bridge_url + "/webhooks/stripe"
@@ -305,6 +306,7 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> str:
         f"Flask {m['flask']}, SQLAlchemy {m['sqlalchemy']}, psycopg {m['psycopg']}; "
         f"load average at start {tuple(round(x, 2) for x in m['loadavg_at_start'])}.",
         "",
+        f"gunicorn: 2 workers x {args.threads} threads for every target. "
         f"Peak: wrk -t1 -c{args.connections}, {args.rounds} rotating rounds of {args.duration} s "
         "per target and connection count. Peak = the best connection count of each target in "
         "each round; figures are medians over rounds (ratio: median of per-round ratios).",
@@ -374,6 +376,8 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=3, help="peak rounds per target")
     parser.add_argument("--duration", type=int, default=4, help="seconds per wrk run")
     parser.add_argument("--connections", default="4,16,32", help="wrk connection counts")
+    parser.add_argument("--threads", type=int, default=4,
+                        help="gunicorn threads per worker, for every target (Procfile: 4)")
     parser.add_argument("--ack-rounds", type=int, default=2, help="runs per ack mode")
     parser.add_argument("--ack-seconds", type=float, default=10.0)
     parser.add_argument("--ack-rate", help="req/s, comma-separated (default: half the peak)")

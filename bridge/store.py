@@ -51,15 +51,20 @@ def store_event(
         conn = engine.raw_connection()
     except SQLAlchemyError as exc:
         raise StorageUnavailable("the event could not be stored; retry later") from exc
+    driver = conn.driver_connection
     try:
         with writing(engine):  # SQLite: queue with the other writers (bridge.db.gate)
+            # One statement in autocommit: it is its own transaction, durable when it returns
+            # (SQLite connections are always so, see bridge.db; psycopg is switched for it,
+            # which saves the BEGIN and COMMIT round trips).
+            if dialect == "postgresql":
+                driver.autocommit = True  # type: ignore[union-attr]
             cursor = conn.cursor()
-            # SQLite connections run in autocommit (see bridge.db): the INSERT is its own
-            # transaction. psycopg opens one, which commit() ends.
             cursor.execute(_INSERT[dialect], params)
             inserted = cursor.fetchone()
             cursor.close()
-            conn.commit()
+            if dialect == "postgresql":
+                driver.autocommit = False  # type: ignore[union-attr]
     except Exception as exc:
         _discard(conn)
         if isinstance(exc, (DBAPIError, engine.dialect.loaded_dbapi.Error)):
@@ -70,9 +75,6 @@ def store_event(
 
 
 def _discard(conn: object) -> None:
-    """Roll back and return a failed connection to the pool (invalidated if it is broken)."""
-    try:
-        conn.rollback()  # type: ignore[attr-defined]
-    except Exception:
-        conn.invalidate()  # type: ignore[attr-defined]
+    """Drop a connection that failed mid-insert (the pool opens a fresh one when needed)."""
+    conn.invalidate()  # type: ignore[attr-defined]
     conn.close()  # type: ignore[attr-defined]

@@ -196,11 +196,12 @@ class Procs:
 
     def gunicorn(self, env: Mapping[str, str], *, workers: int = 2, name: str = "gunicorn",
                  app: str = "bridge.app:create_app()", cwd: Path | None = None,
-                 timeout: float = START_TIMEOUT) -> tuple[Proc, str]:
-        """gunicorn (sync workers) on a free port; ready when `/healthz` answers 200."""
+                 timeout: float = START_TIMEOUT, threads: int = 1) -> tuple[Proc, str]:
+        """gunicorn on a free port (gthread with `threads` > 1, as the Procfile runs it);
+        ready when `/healthz` answers 200."""
         port = free_port()
         argv = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}",
-                "--workers", str(workers), app]  # fmt: skip
+                "--workers", str(workers), "--threads", str(threads), app]  # fmt: skip
         proc = self.start(name, argv, env, cwd)
         url = f"http://127.0.0.1:{port}"
         wait_until(lambda: _answers_ok(url + "/healthz"), timeout=timeout,
