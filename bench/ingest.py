@@ -376,8 +376,8 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=3, help="peak rounds per target")
     parser.add_argument("--duration", type=int, default=4, help="seconds per wrk run")
     parser.add_argument("--connections", default="4,16,32", help="wrk connection counts")
-    parser.add_argument("--threads", type=int, default=4,
-                        help="gunicorn threads per worker, for every target (Procfile: 4)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="gunicorn threads per worker, for every target (Procfile: sync, 1)")
     parser.add_argument("--ack-rounds", type=int, default=2, help="runs per ack mode")
     parser.add_argument("--ack-seconds", type=float, default=10.0)
     parser.add_argument("--ack-rate", help="req/s, comma-separated (default: half the peak)")
