@@ -247,3 +247,27 @@ def make_bridge(tmp_path: Path, td: responses.RequestsMock) -> Callable[..., Bri
     yield make  # type: ignore[misc]
     for rt in made:
         rt.engine.dispose()
+
+
+# --- real processes: a fake Trackdesk and the processes a test starts ---------------------
+
+
+@pytest.fixture
+def fake() -> Iterator[Any]:
+    """A fake Trackdesk: a real HTTP server on 127.0.0.1, in a thread of the test process."""
+    from tests.support.fake_trackdesk import FakeTrackdesk
+
+    with FakeTrackdesk() as server:
+        yield server
+
+
+@pytest.fixture
+def procs(tmp_path: Path) -> Iterator[Any]:
+    """Processes started by the test, all stopped afterwards (logs in tmp_path/logs)."""
+    from tests.support.procs import Procs
+
+    started = Procs(tmp_path / "logs")
+    try:
+        yield started
+    finally:
+        started.close()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,23 +34,6 @@ pytestmark = pytest.mark.slow
 REVENUE_ORIGIN = BASE_ENV["TRACKDESK_REVENUE_ORIGIN_ID"]
 DEADLINE = 60.0  # generous: a loaded CI machine; a healthy run takes about a second
 STATUS_KEYS = ("pending", "held", "delivered", "dead")
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeTrackdesk]:
-    """The fake Trackdesk, serving in a thread of the test process."""
-    with FakeTrackdesk() as server:
-        yield server
-
-
-@pytest.fixture
-def procs(tmp_path: Path) -> Iterator[Procs]:
-    """Processes started by the test, all stopped afterwards (logs in tmp_path/logs)."""
-    started = Procs(tmp_path / "logs")
-    try:
-        yield started
-    finally:
-        started.close()
 
 
 def deliver(url: str, checkout: Checkout) -> dict[str, Any]:

@@ -3,33 +3,15 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from tests.conftest import BASE_ENV, load_fixture, sign
 from tests.support.checkout import fresh_checkout
-from tests.support.fake_trackdesk import FakeTrackdesk
-from tests.support.procs import Procs, http_post, run_bridge
+from tests.support.procs import http_post, run_bridge
 
 pytestmark = pytest.mark.slow
 STATUS_PATH = "/api/node/conversions/v1/update-status-by-external-id"
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeTrackdesk]:
-    with FakeTrackdesk() as server:
-        yield server
-
-
-@pytest.fixture
-def procs(tmp_path: Path) -> Iterator[Procs]:
-    started = Procs(tmp_path / "logs")
-    try:
-        yield started
-    finally:
-        started.close()
 
 
 def test_a_full_refund_sends_refunded_after_the_conversion(tmp_path, fake, procs):
