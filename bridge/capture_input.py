@@ -2,34 +2,18 @@
 
 from __future__ import annotations
 
-import json
-from urllib.parse import unquote
-
+from bridge.domain.stripe_people import click_id_from_text
 from bridge.mapping import Attribution
 
 MAX_COOKIE_LENGTH = 1024  # far above the JSON form's length; refuses junk before parsing it
-MAX_CLICK_ID_LENGTH = 64  # the links table's column, whatever click_id_pattern allows
 
 
 def click_id_from_cookie(value: object, attribution: Attribution) -> str | None:
     """The click id of a `trakdesk_cid` value: bare, JSON `{"cid": …}`, or either URL-encoded."""
     if not isinstance(value, str) or len(value) > MAX_COOKIE_LENGTH:
         return None
-    raw = value.strip()
-    if "%" in raw:
-        raw = unquote(raw).strip()
-    if raw.startswith("{"):
-        try:
-            data = json.loads(raw)
-        except ValueError:
-            return None
-        inner = data.get("cid") if isinstance(data, dict) else None
-        if not isinstance(inner, str):
-            return None
-        raw = inner.strip()
-    if len(raw) > MAX_CLICK_ID_LENGTH or not attribution.is_click_id(raw):
-        return None
-    return raw
+    # The same reading as Stripe metadata's trackdesk_cid: one parser for the cookie's forms.
+    return click_id_from_text(attribution, value.strip())
 
 
 def capture_external_cid(token_external_cid: str, attribution: Attribution) -> str:

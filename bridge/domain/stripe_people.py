@@ -28,6 +28,9 @@ class Who:
     opted_out: bool
 
 
+MAX_CLICK_ID_LENGTH = 64
+
+
 def who(
     attribution: Attribution,
     *,
@@ -78,6 +81,8 @@ def click_id_from_text(attribution: Attribution, value: object) -> str | None:
             raw = sj.text(json.loads(raw), "cid") or ""
         except ValueError:
             return None
+    if len(raw) > MAX_CLICK_ID_LENGTH:  # the links table's column, whatever the pattern allows
+        return None
     return raw if attribution.is_click_id(raw) else None
 
 
@@ -89,7 +94,7 @@ def _click_id(
     """First match wins: a click-id-shaped client_reference_id, then metadata.trackdesk_cid."""
     reference = sj.text(client_reference_id)
     # Merchants put their own ids in client_reference_id too: only the click id shape counts.
-    if reference and attribution.is_click_id(reference):
+    if reference and len(reference) <= MAX_CLICK_ID_LENGTH and attribution.is_click_id(reference):
         return reference, "client_reference_id"
     for origin, values in sources:
         found = click_id_from_text(attribution, values.get(CLICK_ID_KEY))
