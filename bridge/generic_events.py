@@ -108,8 +108,8 @@ def _conversion(session: Session, rt: Runtime, event: Event, conv_event: Generic
     row = queue_conversion(
         session, rt, conv, depends_on_id=link.outbox_id if link else None, now=now
     )
-    if conv_event.status not in (None, "test"):
-        # build_call carries only the test status; this sender asked for another one explicitly.
+    if conv_event.status == "approved":
+        # build_call leaves Trackdesk's default out; this sender named it, so send it as asked.
         body = {**row.call["body"], "status": status_value(str(conv_event.status))}
         row.call = {**row.call, "body": body}
     return "queued"
