@@ -18,25 +18,29 @@ if TYPE_CHECKING:
 log = logging.getLogger("bridge.delivery")
 
 
-def _wait_for_slot(worker: Worker) -> bool:
-    """Block until the shared rate limit gives a slot; False when the worker is stopping."""
+def _wait_for_slot(worker: Worker) -> float | None:
+    """Block until the shared rate limit gives a slot; None when the worker is stopping."""
     while not worker.stop.is_set():
-        wait = worker.limiter.try_acquire()
-        if wait <= 0:
-            return True
+        wait, slot = worker.limiter.try_take()
+        if slot is not None:
+            return slot
         worker.stop.wait(min(wait, 1.0))
-    return False
+    return None
 
 
 def deliver_one(worker: Worker, row: outbox.Claimed, me: str) -> None:
     """Send one row (respecting the shared rate limit) and record the outcome."""
     sessions = worker.rt.sessions
-    if not _wait_for_slot(worker):
+    slot = _wait_for_slot(worker)
+    if slot is None:
         outbox.release(sessions, row, me, utcnow())
         return
     call = Call.from_dict(row.call)
     started = time.monotonic()
-    result = worker.rt.trackdesk.send(call)
+    try:
+        result = worker.rt.trackdesk.send(call)
+    finally:
+        worker.limiter.release(slot)
     _record(worker, row, me, result)
     DELIVERIES.labels(row.kind, result.kind).inc()
     log.info(

@@ -1,11 +1,12 @@
 """The rate limit shared by every worker process: one database row holds the recent send times.
 
 A sender takes a slot in a short transaction that locks the row, so all processes together send
-at most `N` requests in any window: `N = max(1, floor(rate))` per `max(1 s, N / rate)`. A small
-safety margin is added to the window because a request reaches Trackdesk a little after its slot
-was taken, and the time between the two varies. A 429's Retry-After sets `paused_until` on the
-same row, which pauses every worker. On PostgreSQL the database's clock is used, so that workers
-on different hosts agree on time.
+at most `N` requests in any window: `N = max(1, floor(rate))` per `max(1 s, N / rate)`. A request
+reaches Trackdesk some time after its slot was taken, so the window carries a small safety margin,
+and once the answer is in, the slot is re-dated to the answer's time less that margin (`release`):
+two requests of one slot then arrive at least the base window apart, however long either took.
+A 429's Retry-After sets `paused_until` on the same row, which pauses every worker. On PostgreSQL
+the database's clock is used, so that workers on different hosts agree on time.
 """
 
 from __future__ import annotations
@@ -49,16 +50,38 @@ class SharedRateLimit:
 
     def try_acquire(self) -> float:
         """Take a slot now and return 0, or return the seconds to wait before asking again."""
+        return self.try_take()[0]
+
+    def try_take(self) -> tuple[float, float | None]:
+        """(0, the slot taken) now, or (seconds to wait before asking again, None)."""
         with transaction(self.sessions) as session:
             row = self._row(session)
             now = self._now(session)
             if row.paused_until > now:
-                return row.paused_until - now
+                return row.paused_until - now, None
             recent = sorted(t for t in row.slots.get("t", []) if t > now - self.window)
             if len(recent) >= self.limit:
-                return max(0.001, recent[-self.limit] + self.window - now)
+                return max(0.001, recent[-self.limit] + self.window - now), None
             row.slots = {"t": [*recent, now]}
-            return 0.0
+            return 0.0, now
+
+    def release(self, slot: float) -> None:
+        """The call of `slot` has been answered: date the slot from then, less the margin.
+
+        A request reaches Trackdesk between the moment its slot was taken and the moment the
+        answer came. Re-dating the slot to `answered - margin` keeps two requests of one slot at
+        least one base window apart *on arrival*, however late the first one got there; a fast
+        answer (within the margin) changes nothing.
+        """
+        with transaction(self.sessions) as session:
+            row = self._row(session)
+            answered = self._now(session) - SAFETY_MARGIN
+            if answered <= slot:
+                return
+            slots = list(row.slots.get("t", []))
+            if slot in slots:
+                slots[slots.index(slot)] = answered
+                row.slots = {"t": slots}
 
     def pause(self, seconds: float) -> None:
         """Stop every worker sending for `seconds` (Trackdesk's Retry-After)."""
