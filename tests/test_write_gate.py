@@ -69,3 +69,22 @@ def test_another_thread_waits_for_the_gate(tmp_path):
 @pytest.mark.parametrize("url", ["sqlite://", "postgresql+psycopg://u@h/db"])
 def test_no_gate_without_a_database_file(url):
     assert write_gate(make_engine(url)) is None
+
+
+def test_the_worker_knows_when_webhooks_are_arriving(rt):
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from bridge.db.models import Event, utcnow
+    from bridge.store import store_event
+    from bridge.worker import webhooks_arriving
+
+    assert webhooks_arriving(rt) is False  # nothing stored yet
+    store_event(
+        rt.engine, provider="stripe", event_id="evt_now", event_type="x", livemode=True, body=b"{}"
+    )
+    assert webhooks_arriving(rt) is True
+    with rt.engine.begin() as conn:
+        conn.execute(update(Event).values(received_at=utcnow() - timedelta(minutes=1)))
+    assert webhooks_arriving(rt) is False
