@@ -40,11 +40,11 @@ LEASE = timedelta(seconds=60)  # far longer than the HTTP timeout (10 s), so lea
 LEASE_ENV = "BRIDGE_WORKER_LEASE_SECONDS"
 POLL_SECONDS = 0.25
 WORKER_NICENESS = 10
-# While webhooks are arriving, the worker rests after each event six times as long as it took:
+# While webhooks are arriving, the worker rests after each event ten times as long as it took:
 # processing holds SQLite's single write lock (and shares the CPU), so webhooks keep most of
-# both. That caps processing near 10-25 events/s here during a burst, far above a merchant's
-# Stripe event rate; with no webhook in the last seconds (catching up, a backfill) it runs free.
-PROCESSING_REST_RATIO = 6.0
+# both. That caps processing near 6-15 events/s here during a burst, above a merchant's Stripe
+# event rate; with no webhook in the last seconds (catching up, a backfill) it runs free.
+PROCESSING_REST_RATIO = 10.0
 ARRIVING_WINDOW = timedelta(seconds=2)
 
 
