@@ -271,3 +271,38 @@ def procs(tmp_path: Path) -> Iterator[Any]:
         yield started
     finally:
         started.close()
+
+
+# --- a runtime that can send status updates (refunds, disputes) ------------------------------
+
+STATUS_API_KEY = "td-personal-token-123"
+
+
+def signed_poster(runtime: Runtime) -> Callable[[dict[str, Any]], Any]:
+    """POST events to the runtime's app with real signatures; every one must be stored."""
+    client = create_app(rt=runtime).test_client()
+
+    def post(event: dict[str, Any]) -> Any:
+        body = json.dumps(event).encode()
+        response = client.post(
+            "/webhooks/stripe", data=body, headers={"Stripe-Signature": sign(body)},
+            content_type="application/json",
+        )  # fmt: skip
+        assert response.status_code == 200
+        return response
+
+    return post
+
+
+@pytest.fixture
+def keyed_rt(sqlite_url: str, tmp_path: Path) -> Iterator[Runtime]:
+    """A runtime with TRACKDESK_API_KEY set (status updates can be sent)."""
+    runtime = build_runtime(sqlite_url, tmp_path, TRACKDESK_API_KEY=STATUS_API_KEY)
+    yield runtime
+    runtime.engine.dispose()
+
+
+@pytest.fixture
+def post_keyed(keyed_rt: Runtime) -> Callable[[dict[str, Any]], Any]:
+    """Signed POSTs to the `keyed_rt` app."""
+    return signed_poster(keyed_rt)

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,34 +13,17 @@ from sqlalchemy import select, update
 
 from bridge.db.models import Conversion, Outbox, Throttle, utcnow
 from bridge.mapping import FraudPolicy
-from bridge.runtime import Runtime
 from bridge.worker import Worker
-from tests.conftest import build_runtime
 from tests.test_refunds import (
     API_KEY,
     PI,
     STATUS_URL,
-    Post,
     deliver,
-    poster,
     status_body,
     trackdesk,
 )
 
 Fixture = Callable[[str], dict[str, Any]]
-
-
-@pytest.fixture
-def td(sqlite_url: str, tmp_path: Path) -> Iterator[Runtime]:
-    """A runtime with TRACKDESK_API_KEY set."""
-    runtime = build_runtime(sqlite_url, tmp_path, TRACKDESK_API_KEY=API_KEY)
-    yield runtime
-    runtime.engine.dispose()
-
-
-@pytest.fixture
-def post(td: Runtime) -> Post:
-    return poster(td)
 
 
 def dispute(fixture: Fixture, status: str, *, later: int = 0, name: str = "") -> dict[str, Any]:
@@ -55,51 +37,53 @@ def dispute(fixture: Fixture, status: str, *, later: int = 0, name: str = "") ->
     return event
 
 
-def test_dispute_opened(td, post, fixture):
-    post(fixture("checkout.session.completed.payment"))
-    post(fixture("charge.dispute.created"))
-    assert deliver(td) == [status_body(PI, "ON_HOLD")]
+def test_dispute_opened(keyed_rt, post_keyed, fixture):
+    post_keyed(fixture("checkout.session.completed.payment"))
+    post_keyed(fixture("charge.dispute.created"))
+    assert deliver(keyed_rt) == [status_body(PI, "ON_HOLD")]
 
 
-def test_dispute_lost(td, post, fixture):
-    post(fixture("checkout.session.completed.payment"))
-    post(fixture("charge.dispute.created"))
-    assert deliver(td) == [status_body(PI, "ON_HOLD")]
-    post(fixture("charge.dispute.closed.lost"))
-    assert deliver(td) == [status_body(PI, "REFUNDED")]
+def test_dispute_lost(keyed_rt, post_keyed, fixture):
+    post_keyed(fixture("checkout.session.completed.payment"))
+    post_keyed(fixture("charge.dispute.created"))
+    assert deliver(keyed_rt) == [status_body(PI, "ON_HOLD")]
+    post_keyed(fixture("charge.dispute.closed.lost"))
+    assert deliver(keyed_rt) == [status_body(PI, "REFUNDED")]
 
 
 @pytest.mark.parametrize(
     ("opened", "closed"), [("needs_response", "won"), ("warning_needs_response", "warning_closed")]
 )
-def test_dispute_won_or_warning_closed_restores_approved(td, post, fixture, opened, closed):
-    post(fixture("checkout.session.completed.payment"))
-    post(dispute(fixture, opened))
-    post(dispute(fixture, closed, later=60))
-    assert deliver(td) == [status_body(PI, "ON_HOLD"), status_body(PI, "APPROVED")]
+def test_dispute_won_or_warning_closed_restores_approved(
+    keyed_rt, post_keyed, fixture, opened, closed
+):
+    post_keyed(fixture("checkout.session.completed.payment"))
+    post_keyed(dispute(fixture, opened))
+    post_keyed(dispute(fixture, closed, later=60))
+    assert deliver(keyed_rt) == [status_body(PI, "ON_HOLD"), status_body(PI, "APPROVED")]
 
 
-def test_a_late_open_event_cannot_reopen_a_won_dispute(td, post, fixture):
-    post(fixture("checkout.session.completed.payment"))
-    post(dispute(fixture, "won", later=60))
-    post(dispute(fixture, "under_review", later=30))
-    assert deliver(td) == []
+def test_a_late_open_event_cannot_reopen_a_won_dispute(keyed_rt, post_keyed, fixture):
+    post_keyed(fixture("checkout.session.completed.payment"))
+    post_keyed(dispute(fixture, "won", later=60))
+    post_keyed(dispute(fixture, "under_review", later=30))
+    assert deliver(keyed_rt) == []
 
 
-def test_on_hold_retried_after_a_429_while_the_dispute_is_won(td, post, fixture):
-    post(fixture("checkout.session.completed.payment"))
-    assert deliver(td) == []
-    post(dispute(fixture, "needs_response"))
-    post(dispute(fixture, "won", later=60))
+def test_on_hold_retried_after_a_429_while_the_dispute_is_won(keyed_rt, post_keyed, fixture):
+    post_keyed(fixture("checkout.session.completed.payment"))
+    assert deliver(keyed_rt) == []
+    post_keyed(dispute(fixture, "needs_response"))
+    post_keyed(dispute(fixture, "won", later=60))
     with responses.RequestsMock() as mock:
         mock.post(STATUS_URL, status=429, headers={"Retry-After": "1"}, json={"error": "slow"})
         mock.post(STATUS_URL, json={"status": "ok"})
-        Worker(td).run_until_idle()
+        Worker(keyed_rt).run_until_idle()
         assert len(mock.calls) == 1  # APPROVED waits for the ON_HOLD before it
-        with td.sessions.begin() as session:  # the retry and the pause are due now
+        with keyed_rt.sessions.begin() as session:  # the retry and the pause are due now
             session.execute(update(Outbox).values(next_attempt_at=utcnow()))
             session.execute(update(Throttle).values(paused_until=0.0))
-        Worker(td).run_until_idle()
+        Worker(keyed_rt).run_until_idle()
         sent = [(c.response.status_code, json.loads(c.request.body)["status"]) for c in mock.calls]
         assert all(c.request.headers["x-api-key"] == API_KEY for c in mock.calls)
     assert sent == [
@@ -110,9 +94,13 @@ def test_on_hold_retried_after_a_429_while_the_dispute_is_won(td, post, fixture)
 
 
 @pytest.mark.parametrize("hold", [False, True])
-def test_early_fraud_warning_holds_only_when_the_mapping_file_says_so(td, post, fixture, hold):
-    td.mapping = replace(td.mapping, fraud=FraudPolicy(hold_on_early_fraud_warning=hold))
-    post(fixture("checkout.session.completed.payment"))
+def test_early_fraud_warning_holds_only_when_the_mapping_file_says_so(
+    keyed_rt, post_keyed, fixture, hold
+):
+    keyed_rt.mapping = replace(
+        keyed_rt.mapping, fraud=FraudPolicy(hold_on_early_fraud_warning=hold)
+    )
+    post_keyed(fixture("checkout.session.completed.payment"))
     warning = {
         "id": "evt_efw_1", "object": "event", "type": "radar.early_fraud_warning.created",
         "livemode": True, "created": 1795559800, "api_version": "2026-10-28.endive",
@@ -120,24 +108,24 @@ def test_early_fraud_warning_holds_only_when_the_mapping_file_says_so(td, post, 
                             "charge": "ch_ef3973a5289e8a5d", "payment_intent": PI,
                             "fraud_type": "card_never_received", "actionable": True}},
     }  # fmt: skip
-    post(warning)
-    assert deliver(td) == ([status_body(PI, "ON_HOLD")] if hold else [])
+    post_keyed(warning)
+    assert deliver(keyed_rt) == ([status_body(PI, "ON_HOLD")] if hold else [])
 
 
-def test_dispute_of_a_held_conversion_parks_it_until_won(td, post, fixture):
+def test_dispute_of_a_held_conversion_parks_it_until_won(keyed_rt, post_keyed, fixture):
     invoice = fixture("invoice.paid.subscription_cycle.api-2024-06-20")
-    post(invoice)  # its customer has no click yet: held
+    post_keyed(invoice)  # its customer has no click yet: held
     opened = dispute(fixture, "needs_response")
     opened["data"]["object"].update(charge="ch_9a6d10842de4077b", payment_intent=None)
-    post(opened)
-    assert deliver(td) == []
+    post_keyed(opened)
+    assert deliver(keyed_rt) == []
     won = dispute(fixture, "won", later=60)
     won["data"]["object"].update(charge="ch_9a6d10842de4077b", payment_intent=None)
-    post(won)
+    post_keyed(won)
     with trackdesk() as mock:
-        Worker(td).run_until_idle()
+        Worker(keyed_rt).run_until_idle()
         assert len(mock.calls) == 0  # back to held: nothing to send yet
-    with td.sessions() as session:
+    with keyed_rt.sessions() as session:
         conv = session.execute(
             select(Conversion).where(Conversion.invoice_id == "in_db0cb95e4275e085")
         ).scalar_one()

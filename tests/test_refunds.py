@@ -3,26 +3,25 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
 import responses
 from sqlalchemy import select
 
-from bridge.app import create_app
 from bridge.db.models import Conversion, Event, Outbox, Refund
 from bridge.mapping import PaymentPolicy, RefundPolicy
 from bridge.runtime import Runtime
 from bridge.worker import Worker
-from tests.conftest import build_runtime, sign
+from tests.conftest import STATUS_API_KEY, build_runtime
+from tests.conftest import signed_poster as poster
 
 TD = "http://trackdesk.test"
 STATUS_URL = TD + "/api/node/conversions/v1/update-status-by-external-id"
-API_KEY = "td-personal-token-123"
+API_KEY = STATUS_API_KEY
 PI, CHARGE = "pi_315018f3cad85334", "ch_ef3973a5289e8a5d"
 Post = Callable[[dict[str, Any]], Any]
 WITH_STRIPE_API = {
@@ -30,35 +29,6 @@ WITH_STRIPE_API = {
     "STRIPE_API_KEY": "rk_test_bridge",
     "STRIPE_API_BASE": "http://stripe.test",
 }
-
-
-@pytest.fixture
-def td(sqlite_url: str, tmp_path: Path) -> Iterator[Runtime]:
-    """A runtime with TRACKDESK_API_KEY set (status updates can be sent)."""
-    runtime = build_runtime(sqlite_url, tmp_path, TRACKDESK_API_KEY=API_KEY)
-    yield runtime
-    runtime.engine.dispose()
-
-
-def poster(runtime: Runtime) -> Post:
-    """POST events to the runtime's app with real signatures; every one must be stored."""
-    client = create_app(rt=runtime).test_client()
-
-    def post(event: dict[str, Any]) -> Any:
-        body = json.dumps(event).encode()
-        response = client.post(
-            "/webhooks/stripe", data=body, headers={"Stripe-Signature": sign(body)},
-            content_type="application/json",
-        )  # fmt: skip
-        assert response.status_code == 200
-        return response
-
-    return post
-
-
-@pytest.fixture
-def post(td: Runtime) -> Post:
-    return poster(td)
 
 
 def trackdesk() -> responses.RequestsMock:
@@ -106,52 +76,52 @@ def outcome(runtime: Runtime, event_id: str) -> str | None:
         return session.execute(select(Event.outcome).where(Event.event_id == event_id)).scalar()
 
 
-def test_full_refund_of_a_checkout_payment(td, post, fixture):
-    post(fixture("checkout.session.completed.payment"))
-    assert deliver(td) == []
+def test_full_refund_of_a_checkout_payment(keyed_rt, post_keyed, fixture):
+    post_keyed(fixture("checkout.session.completed.payment"))
+    assert deliver(keyed_rt) == []
     refunded = fixture("charge.refunded.full")
-    post(refunded)
-    assert deliver(td) == [status_body(PI, "REFUNDED")]
-    assert outcome(td, refunded["id"]) == "refund:status:refunded"
+    post_keyed(refunded)
+    assert deliver(keyed_rt) == [status_body(PI, "REFUNDED")]
+    assert outcome(keyed_rt, refunded["id"]) == "refund:status:refunded"
 
 
-def test_same_refund_again_changes_nothing(td, post, fixture):
-    post(fixture("checkout.session.completed.payment"))
-    post(fixture("charge.refunded.full"))
-    assert deliver(td) == [status_body(PI, "REFUNDED")]
-    post(fixture("charge.refunded.full"))  # a duplicate delivery
+def test_same_refund_again_changes_nothing(keyed_rt, post_keyed, fixture):
+    post_keyed(fixture("checkout.session.completed.payment"))
+    post_keyed(fixture("charge.refunded.full"))
+    assert deliver(keyed_rt) == [status_body(PI, "REFUNDED")]
+    post_keyed(fixture("charge.refunded.full"))  # a duplicate delivery
     again = fixture("charge.refunded.full")
     again["id"] = "evt_refunded_again"
-    post(again)
-    post(refund_event("evt_re_1", "re_1", 6440))
-    assert deliver(td) == []
-    with td.sessions() as session:
+    post_keyed(again)
+    post_keyed(refund_event("evt_re_1", "re_1", 6440))
+    assert deliver(keyed_rt) == []
+    with keyed_rt.sessions() as session:
         assert session.execute(select(Outbox).where(Outbox.kind == "status")).scalars().all()
 
 
-def test_refund_failed_undoes_it(td, post, fixture):
-    post(fixture("checkout.session.completed.payment"))
-    post(refund_event("evt_re_1", "re_1", 6440))
-    assert deliver(td) == [status_body(PI, "REFUNDED")]
+def test_refund_failed_undoes_it(keyed_rt, post_keyed, fixture):
+    post_keyed(fixture("checkout.session.completed.payment"))
+    post_keyed(refund_event("evt_re_1", "re_1", 6440))
+    assert deliver(keyed_rt) == [status_body(PI, "REFUNDED")]
     failed = refund_event("evt_re_1_failed", "re_1", 6440, status="failed", kind="refund.failed")
     failed["created"] += 60
-    post(failed)
-    assert deliver(td) == [status_body(PI, "APPROVED")]
+    post_keyed(failed)
+    assert deliver(keyed_rt) == [status_body(PI, "APPROVED")]
     # An older "succeeded" arriving late cannot bring a failed refund back.
-    post(refund_event("evt_re_1_late", "re_1", 6440, kind="refund.updated"))
-    assert deliver(td) == []
-    with td.sessions() as session:
+    post_keyed(refund_event("evt_re_1_late", "re_1", 6440, kind="refund.updated"))
+    assert deliver(keyed_rt) == []
+    with keyed_rt.sessions() as session:
         assert session.get(Refund, "re_1").counts is False  # type: ignore[union-attr]
 
 
-def test_refund_failed_after_a_charge_snapshot(td, post, fixture):
-    post(fixture("checkout.session.completed.payment"))
+def test_refund_failed_after_a_charge_snapshot(keyed_rt, post_keyed, fixture):
+    post_keyed(fixture("checkout.session.completed.payment"))
     snapshot = fixture("charge.refunded.full")
-    post(snapshot)
+    post_keyed(snapshot)
     failed = refund_event("evt_re_f", "re_x", 6440, status="failed", kind="refund.failed")
     failed["created"] = snapshot["created"] + 10
-    post(failed)
-    assert deliver(td) == [status_body(PI, "REFUNDED"), status_body(PI, "APPROVED")]
+    post_keyed(failed)
+    assert deliver(keyed_rt) == [status_body(PI, "REFUNDED"), status_body(PI, "APPROVED")]
 
 
 @pytest.mark.parametrize(
@@ -163,82 +133,82 @@ def test_refund_failed_after_a_charge_snapshot(td, post, fixture):
         (RefundPolicy("threshold", Decimal(16)), []),  # 10.00 of 64.40 is 15.5 %
     ],
 )
-def test_partial_refund_under_each_policy(td, post, fixture, policy, expected):
-    td.mapping = replace(td.mapping, refunds=policy)
-    post(fixture("checkout.session.completed.payment"))
-    post(fixture("charge.refunded.partial"))
-    assert deliver(td) == expected
+def test_partial_refund_under_each_policy(keyed_rt, post_keyed, fixture, policy, expected):
+    keyed_rt.mapping = replace(keyed_rt.mapping, refunds=policy)
+    post_keyed(fixture("checkout.session.completed.payment"))
+    post_keyed(fixture("charge.refunded.partial"))
+    assert deliver(keyed_rt) == expected
 
 
-def test_partial_refunds_add_up_to_a_full_refund(td, post, fixture):
-    post(fixture("checkout.session.completed.payment"))
-    post(refund_event("evt_a", "re_a", 4000))
-    assert deliver(td) == []
-    post(refund_event("evt_b", "re_b", 2440))
-    assert deliver(td) == [status_body(PI, "REFUNDED")]
+def test_partial_refunds_add_up_to_a_full_refund(keyed_rt, post_keyed, fixture):
+    post_keyed(fixture("checkout.session.completed.payment"))
+    post_keyed(refund_event("evt_a", "re_a", 4000))
+    assert deliver(keyed_rt) == []
+    post_keyed(refund_event("evt_b", "re_b", 2440))
+    assert deliver(keyed_rt) == [status_body(PI, "REFUNDED")]
 
 
-def test_refund_of_a_payment_that_never_converted(td, post, fixture):
+def test_refund_of_a_payment_that_never_converted(keyed_rt, post_keyed, fixture):
     stranger = fixture("charge.refunded.full")
-    post(stranger)
-    assert deliver(td) == []
-    assert outcome(td, stranger["id"]) == "refund:no_conversion"
+    post_keyed(stranger)
+    assert deliver(keyed_rt) == []
+    assert outcome(keyed_rt, stranger["id"]) == "refund:no_conversion"
 
 
-def test_refund_of_an_opted_out_payment_sends_nothing(td, post, fixture):
+def test_refund_of_an_opted_out_payment_sends_nothing(keyed_rt, post_keyed, fixture):
     session_event = fixture("checkout.session.completed.payment")
     session_event["data"]["object"]["metadata"] = {"trackdesk": "false"}
-    post(session_event)
+    post_keyed(session_event)
     refunded = fixture("charge.refunded.full")
-    post(refunded)
-    assert deliver(td) == []
-    assert outcome(td, refunded["id"]) == "refund:status:not_converted"
+    post_keyed(refunded)
+    assert deliver(keyed_rt) == []
+    assert outcome(keyed_rt, refunded["id"]) == "refund:status:not_converted"
 
 
 @pytest.mark.parametrize("mode", ["test_status", "skip"])
-def test_test_mode_each_way(td, post, fixture, mode):
-    td.mapping = replace(td.mapping, payments=PaymentPolicy(test_mode=mode))
+def test_test_mode_each_way(keyed_rt, post_keyed, fixture, mode):
+    keyed_rt.mapping = replace(keyed_rt.mapping, payments=PaymentPolicy(test_mode=mode))
     checkout = fixture("test-mode.checkout.session.completed")
-    post(checkout)
+    post_keyed(checkout)
     intent = checkout["data"]["object"]["payment_intent"]
     dispute = fixture("charge.dispute.created")
     dispute["livemode"] = False
     dispute["data"]["object"].update(payment_intent=intent, charge="ch_test_1", livemode=False)
-    post(dispute)
+    post_keyed(dispute)
     won = json.loads(json.dumps(dispute))
     won.update(id="evt_won", type="charge.dispute.closed", created=dispute["created"] + 5)
     won["data"]["object"]["status"] = "won"
-    post(won)
-    sent = deliver(td)
+    post_keyed(won)
+    sent = deliver(keyed_rt)
     if mode == "skip":
         assert sent == []
     else:
         assert sent == [status_body(intent, "ON_HOLD"), status_body(intent, "TEST")]
 
 
-def test_refund_while_the_conversion_waits_in_the_outbox(td, post, fixture):
-    post(fixture("checkout.session.completed.payment"))
-    post(fixture("charge.refunded.full"))
+def test_refund_while_the_conversion_waits_in_the_outbox(keyed_rt, post_keyed, fixture):
+    post_keyed(fixture("checkout.session.completed.payment"))
+    post_keyed(fixture("charge.refunded.full"))
     with trackdesk() as mock:
-        Worker(td).run_until_idle()
+        Worker(keyed_rt).run_until_idle()
         paths = [c.request.url.removeprefix(TD) for c in mock.calls]
     # link, then the conversion itself, then its status: never the status first
     assert paths == ["/tracking/external-cid/v1"] * 2 + [STATUS_URL.removeprefix(TD)]
 
 
-def test_refund_of_a_held_conversion_keeps_it_from_being_sent(td, post, fixture):
+def test_refund_of_a_held_conversion_keeps_it_from_being_sent(keyed_rt, post_keyed, fixture):
     invoice = fixture("invoice.paid.subscription_cycle")
     invoice["data"]["object"]["customer"] = "cus_unlinked"
-    post(invoice)
+    post_keyed(invoice)
     invoice_id = invoice["data"]["object"]["id"]
     paid = fixture("invoice_payment.paid")
-    post(paid)
+    post_keyed(paid)
     refunded = fixture("charge.refunded.full")
     refunded["data"]["object"].update(payment_intent="pi_3QxYinvoicepay01", amount=3480,
                                       amount_refunded=3480, id="ch_inv_1")  # fmt: skip
-    post(refunded)
-    assert deliver(td) == []
-    with td.sessions() as session:
+    post_keyed(refunded)
+    assert deliver(keyed_rt) == []
+    with keyed_rt.sessions() as session:
         conv = session.execute(
             select(Conversion).where(Conversion.invoice_id == invoice_id)
         ).scalar_one()
@@ -262,31 +232,31 @@ def _charge_refunded(fixture: Callable[[str], dict[str, Any]], **changes: Any) -
         {"id": "ch_other", "payment_intent": None, "invoice": "in_db0cb95e4275e085"},
     ],
 )
-def test_refund_of_an_invoice_in_the_older_api_shape(td, post, fixture, ids):
-    post(fixture("checkout.session.completed.payment"))  # links the customer to a click
-    post(fixture("invoice.paid.subscription_cycle.api-2024-06-20"))
-    post(_charge_refunded(fixture, **ids))
-    assert deliver(td) == [status_body("in_db0cb95e4275e085", "REFUNDED")]
+def test_refund_of_an_invoice_in_the_older_api_shape(keyed_rt, post_keyed, fixture, ids):
+    post_keyed(fixture("checkout.session.completed.payment"))  # links the customer to a click
+    post_keyed(fixture("invoice.paid.subscription_cycle.api-2024-06-20"))
+    post_keyed(_charge_refunded(fixture, **ids))
+    assert deliver(keyed_rt) == [status_body("in_db0cb95e4275e085", "REFUNDED")]
 
 
 @pytest.mark.parametrize("payment_first", [True, False])
-def test_refund_of_an_invoice_in_the_current_shape(td, post, fixture, payment_first):
-    post(fixture("checkout.session.completed.payment"))  # links the customer to a click
-    post(fixture("invoice.paid.subscription_cycle"))
+def test_refund_of_an_invoice_in_the_current_shape(keyed_rt, post_keyed, fixture, payment_first):
+    post_keyed(fixture("checkout.session.completed.payment"))  # links the customer to a click
+    post_keyed(fixture("invoice.paid.subscription_cycle"))
     refund = _charge_refunded(fixture, id="ch_inv_1", payment_intent="pi_3QxYinvoicepay01")
     events = [fixture("invoice_payment.paid"), refund]
     for event in events if payment_first else events[::-1]:
-        post(event)
-    assert deliver(td) == [status_body("in_4654fa6f547dadad", "REFUNDED")]
+        post_keyed(event)
+    assert deliver(keyed_rt) == [status_body("in_4654fa6f547dadad", "REFUNDED")]
 
 
 def test_refund_of_an_invoice_found_through_the_stripe_api(sqlite_url, tmp_path, fixture):
     runtime = build_runtime(sqlite_url, tmp_path, **WITH_STRIPE_API)
-    post = poster(runtime)
-    post(fixture("checkout.session.completed.payment"))  # links the customer to a click
-    post(fixture("invoice.paid.subscription_cycle"))
+    post_keyed = poster(runtime)
+    post_keyed(fixture("checkout.session.completed.payment"))  # links the customer to a click
+    post_keyed(fixture("invoice.paid.subscription_cycle"))
     assert deliver(runtime) == []
-    post(_charge_refunded(fixture, id="ch_inv_1", payment_intent="pi_3QxYinvoicepay01"))
+    post_keyed(_charge_refunded(fixture, id="ch_inv_1", payment_intent="pi_3QxYinvoicepay01"))
     listed = {"object": "list", "has_more": False,
               "data": [fixture("invoice_payment.paid")["data"]["object"]]}  # fmt: skip
     with trackdesk() as mock:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,15 +13,14 @@ from bridge.runtime import Runtime
 from bridge.status import collect_status
 from bridge.worker import Worker
 from tests.conftest import build_runtime
+from tests.conftest import signed_poster as poster
 from tests.test_refunds import (
     API_KEY,
     PI,
     STATUS_URL,
     TD,
-    Post,
     deliver,
     outcome,
-    poster,
     refund_event,
     status_body,
     trackdesk,
@@ -33,26 +30,13 @@ CLICK = "a6f9b2d4-7c1e-4d0a-9a8e-3f2b1c0d9e87"
 CUSTOMER = "cus_Rk2fa81xQ0A7ub"
 
 
-@pytest.fixture
-def td(sqlite_url: str, tmp_path: Path) -> Iterator[Runtime]:
-    """A runtime with TRACKDESK_API_KEY set."""
-    runtime = build_runtime(sqlite_url, tmp_path, TRACKDESK_API_KEY=API_KEY)
-    yield runtime
-    runtime.engine.dispose()
-
-
-@pytest.fixture
-def post(td: Runtime) -> Post:
-    return poster(td)
-
-
-def test_every_call_of_a_refunded_and_disputed_payment(td, post, fixture):
-    post(fixture("checkout.session.completed.payment"))
-    post(fixture("charge.dispute.created"))
-    post(fixture("charge.dispute.closed.lost"))
-    post(refund_event("evt_re_full", "re_full", 6440))
+def test_every_call_of_a_refunded_and_disputed_payment(keyed_rt, post_keyed, fixture):
+    post_keyed(fixture("checkout.session.completed.payment"))
+    post_keyed(fixture("charge.dispute.created"))
+    post_keyed(fixture("charge.dispute.closed.lost"))
+    post_keyed(refund_event("evt_re_full", "re_full", 6440))
     with trackdesk() as mock:
-        Worker(td).run_until_idle()
+        Worker(keyed_rt).run_until_idle()
         calls = [(c.request.url, json.loads(c.request.body), c.request.headers) for c in mock.calls]
     link = {"externalCid": CUSTOMER, "revenueOriginId": "ro-1234", "cid": CLICK}
     conversion = {
@@ -95,11 +79,11 @@ def test_without_an_api_key_refunds_wait_for_the_merchant(rt, fixture, capsys):
     assert snapshot["dead"] == 0 and snapshot["pending"] == 0
 
 
-def test_status_lists_partial_refunds(td, post, fixture):
-    post(fixture("checkout.session.completed.payment"))
-    post(fixture("charge.refunded.partial"))
-    assert deliver(td) == []  # policy "ignore" by default
-    snapshot = collect_status(td.engine)
+def test_status_lists_partial_refunds(keyed_rt, post_keyed, fixture):
+    post_keyed(fixture("checkout.session.completed.payment"))
+    post_keyed(fixture("charge.refunded.partial"))
+    assert deliver(keyed_rt) == []  # policy "ignore" by default
+    snapshot = collect_status(keyed_rt.engine)
     assert snapshot["partial_refunds"] == [
         {"external_id": PI, "refunded_minor": 1000, "paid_minor": 6440, "currency": "USD"}
     ]
@@ -120,23 +104,23 @@ def _conversion(runtime: Runtime, key: str) -> Conversion:
         return session.execute(select(Conversion).where(Conversion.dedupe_key == key)).scalar_one()
 
 
-def test_opt_out_on_the_checkout_session(td, post, fixture):
+def test_opt_out_on_the_checkout_session(keyed_rt, post_keyed, fixture):
     event = fixture("checkout.session.completed.payment")
     event["data"]["object"]["metadata"] = {"trackdesk": "false"}
-    post(event)
+    post_keyed(event)
     with trackdesk() as mock:
-        Worker(td).run_until_idle()
+        Worker(keyed_rt).run_until_idle()
         assert len(mock.calls) == 0
-    assert _conversion(td, PI).state == "skipped"
+    assert _conversion(keyed_rt, PI).state == "skipped"
 
 
-def test_opt_out_on_the_customer(td, post, fixture):
-    post(_customer_event({"trackdesk": "False"}))
-    post(fixture("checkout.session.completed.payment"))
+def test_opt_out_on_the_customer(keyed_rt, post_keyed, fixture):
+    post_keyed(_customer_event({"trackdesk": "False"}))
+    post_keyed(fixture("checkout.session.completed.payment"))
     with trackdesk() as mock:
-        Worker(td).run_until_idle()
+        Worker(keyed_rt).run_until_idle()
         assert len(mock.calls) == 0
-    assert _conversion(td, PI).state == "skipped"
+    assert _conversion(keyed_rt, PI).state == "skipped"
 
 
 @pytest.mark.parametrize(
@@ -147,41 +131,43 @@ def test_opt_out_on_the_customer(td, post, fixture):
         ("invoice.paid.subscription_cycle.api-2024-06-20", ("subscription_details", "metadata")),
     ],
 )
-def test_opt_out_on_the_invoice_or_its_subscription(td, post, fixture, fixture_name, where):
-    post(fixture("checkout.session.completed.payment"))  # the customer is linked to a click
+def test_opt_out_on_the_invoice_or_its_subscription(
+    keyed_rt, post_keyed, fixture, fixture_name, where
+):
+    post_keyed(fixture("checkout.session.completed.payment"))  # the customer is linked to a click
     invoice = fixture(fixture_name)
     target = invoice["data"]["object"]
     for key in where[:-1]:
         target = target.setdefault(key, {})
     target[where[-1]] = {"trackdesk": "false"}
-    post(invoice)
-    deliver(td)
-    conv = _conversion(td, invoice["data"]["object"]["id"])
+    post_keyed(invoice)
+    deliver(keyed_rt)
+    conv = _conversion(keyed_rt, invoice["data"]["object"]["id"])
     assert conv.state == "skipped"
 
 
-def test_invoice_paid_out_of_band_per_its_invoice_payment(td, post, fixture):
-    post(fixture("checkout.session.completed.payment"))
+def test_invoice_paid_out_of_band_per_its_invoice_payment(keyed_rt, post_keyed, fixture):
+    post_keyed(fixture("checkout.session.completed.payment"))
     paid = fixture("invoice_payment.paid")
     paid["data"]["object"]["payment"] = {"type": "out_of_band_payment"}
-    post(paid)
+    post_keyed(paid)
     invoice = fixture("invoice.paid.subscription_cycle")
-    post(invoice)
-    deliver(td)
-    assert outcome(td, invoice["id"]) == "skipped:out_of_band"
+    post_keyed(invoice)
+    deliver(keyed_rt)
+    assert outcome(keyed_rt, invoice["id"]) == "skipped:out_of_band"
 
 
-def test_no_warning_with_an_api_key(td, capsys):
-    poster(td)
+def test_no_warning_with_an_api_key(keyed_rt, capsys):
+    poster(keyed_rt)
     assert "TRACKDESK_API_KEY" not in capsys.readouterr().out
 
 
 def test_refund_and_dispute_on_each_backend(db_url, tmp_path, fixture):
     runtime = build_runtime(db_url, tmp_path, TRACKDESK_API_KEY=API_KEY)
-    post = poster(runtime)
-    post(fixture("checkout.session.completed.payment"))
-    post(fixture("charge.dispute.created"))
-    post(fixture("charge.refunded.partial"))
-    post(refund_event("evt_re_rest", "re_rest", 5440))
+    post_keyed = poster(runtime)
+    post_keyed(fixture("checkout.session.completed.payment"))
+    post_keyed(fixture("charge.dispute.created"))
+    post_keyed(fixture("charge.refunded.partial"))
+    post_keyed(refund_event("evt_re_rest", "re_rest", 5440))
     assert deliver(runtime) == [status_body(PI, "ON_HOLD"), status_body(PI, "REFUNDED")]
     runtime.engine.dispose()
