@@ -29,9 +29,8 @@ def parse_checkout(meta: EventMeta, session: sj.JsonObject, cfg: MappingConfig) 
     if not paid:
         # Subscription checkouts convert through their first paid invoice; unpaid (async)
         # sessions wait for async_payment_succeeded. Both still tell us who clicked.
-        return LinkFact(meta, "checkout", payer.customer_id, payer.customer_email, payer.click_id,
-                        payer.click_id_source, payer.metadata, payer.opted_out, session_id,
-                        subscription_id)  # fmt: skip
+        return LinkFact(meta=meta, source="checkout", checkout_session_id=session_id,
+                        subscription_id=subscription_id, **payer.fields())  # fmt: skip
     currency = sj.currency(session, "currency")
     if currency is None:
         return IgnoredFact(meta, "paid checkout session without a currency")
@@ -45,12 +44,7 @@ def parse_checkout(meta: EventMeta, session: sj.JsonObject, cfg: MappingConfig) 
         origin="checkout",
         amount_minor=checkout_amount(session, cfg.amount),
         currency=currency,
-        customer_id=payer.customer_id,
-        customer_email=payer.customer_email,
-        click_id=payer.click_id,
-        click_id_source=payer.click_id_source,
-        metadata=payer.metadata,
-        opted_out=payer.opted_out,
+        **payer.fields(),
         invoice_id=invoice_id,
         payment_intent_id=payment_intent_id,
         discounts=discounts(session, "checkout"),
@@ -86,12 +80,7 @@ def parse_invoice(meta: EventMeta, invoice: sj.JsonObject, cfg: MappingConfig) -
         origin="invoice",
         amount_minor=invoice_amount(invoice, cfg.amount),
         currency=currency,
-        customer_id=payer.customer_id,
-        customer_email=payer.customer_email,
-        click_id=payer.click_id,
-        click_id_source=payer.click_id_source,
-        metadata=payer.metadata,
-        opted_out=payer.opted_out,
+        **payer.fields(),
         invoice_id=invoice_id,
         payment_intent_id=payment_intent_id,
         charge_id=charge_id,

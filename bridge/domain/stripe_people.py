@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
+from typing import Any
 from urllib.parse import unquote
 
 from bridge.domain import stripe_json as sj
@@ -26,6 +28,10 @@ class Who:
     click_id_source: ClickIdSource | None
     metadata: Mapping[str, str]
     opted_out: bool
+
+    def fields(self) -> dict[str, Any]:
+        """These facts as keyword arguments of PaymentFact and LinkFact (same field names)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
 
 MAX_CLICK_ID_LENGTH = 64
