@@ -88,3 +88,38 @@ def test_the_worker_knows_when_webhooks_are_arriving(rt):
     with rt.engine.begin() as conn:
         conn.execute(update(Event).values(received_at=utcnow() - timedelta(minutes=1)))
     assert webhooks_arriving(rt) is False
+
+
+def test_the_worker_rests_only_while_webhooks_arrive(rt, fixture):
+    import json
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from bridge.db.models import Event, utcnow
+    from bridge.store import store_event
+    from bridge.worker import Worker
+
+    def stored(event_id: str) -> None:
+        event = fixture("checkout.session.completed.payment")
+        event["id"] = event_id
+        store_event(
+            rt.engine,
+            provider="stripe",
+            event_id=event_id,
+            event_type=event["type"],
+            livemode=True,
+            body=json.dumps(event).encode(),
+        )
+
+    worker = Worker(rt)
+    rests: list[float] = []
+    worker._rest = lambda worked: rests.append(worked) or False  # type: ignore[method-assign]
+    stored("evt_pace_1")
+    assert worker.process_once(paced=True) == 1
+    assert len(rests) == 1  # a webhook just arrived: it rested after the event
+    stored("evt_pace_2")
+    with rt.engine.begin() as conn:
+        conn.execute(update(Event).values(received_at=utcnow() - timedelta(minutes=1)))
+    assert worker.process_once(paced=True) == 1
+    assert len(rests) == 1  # nothing arriving: full speed
