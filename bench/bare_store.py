@@ -1,63 +1,72 @@
-"""What-if for the benchmark: the bridge with its ingest write replaced by one raw-driver statement.
+"""The floor for the benchmark: a bare Flask handler that verifies and does one raw-driver insert.
 
-Everything else of `POST /webhooks/stripe` stays (signature check, JSON head, log line, metrics,
-answer); only `store_event` becomes a single autocommit `INSERT … ON CONFLICT DO NOTHING
-RETURNING id` on a per-process DBAPI connection (no pool check-out or pre-ping, no BEGIN/COMMIT
-round trips, no SQLAlchemy statement built per request, no `BEGIN IMMEDIATE`). Served as
-`gunicorn 'bench.bare_store:create_app()'` by `python -m bench.ingest --bare`, it shows how much of
-the gap to hello-world the write path alone explains. Not for production: it has no reconnects.
+One route, `POST /webhooks/stripe`: check the `Stripe-Signature` (the bridge's verifier), read
+`id` and `type` from the JSON body, one autocommit `INSERT … ON CONFLICT DO NOTHING RETURNING id`
+on a per-process DBAPI connection, a constant answer. No log line, no metrics, no error handling
+beyond a 400, no reconnects: what the issue calls "a bare handler that only verifies and does one
+raw-driver insert per request". Served as `gunicorn 'bench.bare_store:create_app()'` by
+`python -m bench.ingest --bare`, to show how close the whole product comes to it. Not for use.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import Flask
-from sqlalchemy import Engine
+from flask import Flask, Response, request
 
-import bridge.web.stripe_hook as stripe_hook
-from bridge.app import create_app as bridge_app
+from bridge.signatures import SignatureError, StripeVerifier
 
 _COLUMNS = "provider, event_id, type, livemode, received_at, body, attempts"
 _CONFLICT = "ON CONFLICT (provider, event_id) DO NOTHING RETURNING id"
-_connection: dict[str, Any] = {}
 
 
-def _sqlite(path: str) -> sqlite3.Connection:
-    connection = sqlite3.connect(path, isolation_level=None, timeout=30)  # autocommit
-    connection.execute("PRAGMA journal_mode=WAL")
-    connection.execute("PRAGMA synchronous=NORMAL")
-    return connection
+def _connect(url: str) -> tuple[Any, str]:
+    """A DBAPI connection in autocommit and the INSERT for its parameter style."""
+    if url.startswith("sqlite"):
+        connection: Any = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("PRAGMA synchronous=NORMAL")
+        mark = "?"
+    else:
+        import psycopg
 
-
-def _postgres(url: str) -> Any:
-    import psycopg
-
-    return psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True)
-
-
-def store_event(engine: Engine, *, provider: str, event_id: str, event_type: str,
-                livemode: bool | None, body: bytes) -> bool:
-    """One statement, one round trip; False for a duplicate."""
-    url = os.environ["DATABASE_URL"]
-    if "db" not in _connection:
-        sqlite = url.startswith("sqlite")
-        _connection["db"] = _sqlite(url.removeprefix("sqlite:///")) if sqlite else _postgres(url)
-        mark = "?" if sqlite else "%s"
-        _connection["sql"] = (f"INSERT INTO events ({_COLUMNS}) VALUES "  # noqa: S608 - constants
-                              f"({', '.join([mark] * 6)}, 0) {_CONFLICT}")  # fmt: skip
-    received = datetime.now(UTC)
-    stamp = received.isoformat(sep=" ") if url.startswith("sqlite") else received
-    row = _connection["db"].execute(
-        _connection["sql"], (provider, event_id, event_type[:100], livemode, stamp, body)
-    ).fetchone()
-    return row is not None
+        plain = url.replace("postgresql+psycopg://", "postgresql://")
+        connection, mark = psycopg.connect(plain, autocommit=True), "%s"
+    values = ", ".join([mark] * 6)
+    return connection, f"INSERT INTO events ({_COLUMNS}) VALUES ({values}, 0) {_CONFLICT}"  # noqa: S608 - constants
 
 
 def create_app() -> Flask:
-    """The bridge's app, with the bare write in place of `store_event`."""
-    stripe_hook.store_event = store_event
-    return bridge_app()
+    """`gunicorn 'bench.bare_store:create_app()'` with the bridge's DATABASE_URL and secret."""
+    app = Flask(__name__)
+    url = os.environ["DATABASE_URL"]
+    verifier = StripeVerifier([os.environ["STRIPE_WEBHOOK_SECRET"]])
+    state: dict[str, Any] = {}
+
+    @app.post("/webhooks/stripe")
+    def store() -> Response:
+        body = request.get_data()
+        try:
+            verifier.verify(body, request.headers.get("Stripe-Signature"))
+            event = json.loads(body)
+        except (SignatureError, ValueError):
+            return Response(b'{"error": "refused"}', 400, mimetype="application/json")
+        if "db" not in state:
+            state["db"], state["sql"] = _connect(url)
+        now = datetime.now(UTC)
+        stamp = now.strftime("%Y-%m-%d %H:%M:%S.%f") if url.startswith("sqlite") else now
+        row = (event["id"], event["type"], event.get("livemode"), stamp, body)
+        inserted = state["db"].execute(state["sql"], ("stripe", *row)).fetchone()
+        duplicate = b"true" if inserted is None else b"false"
+        answer = b'{"received": true, "duplicate": ' + duplicate + b"}\n"
+        return Response(answer, mimetype="application/json")
+
+    @app.get("/healthz")
+    def healthz() -> str:  # readiness probe of the benchmark's process helper
+        return "ok"
+
+    return app

@@ -147,7 +147,7 @@ def wrk(url: str, request_file: Path, seconds: float, connections: int,
 
 
 def peak(backend: str, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
-    """Rounds of wrk against hello-world and the bridge (and the bare-write what-if), rotating."""
+    """Rounds of wrk against hello-world and the bridge (and the bare handler), rotating."""
     logs = workdir / "logs" / f"peak-{backend}"
     hello_file = write_request_file(workdir / "hello.tsv", 2000)  # hello ignores the body
     names = ["hello", "ingest", *(["bare"] if args.bare else [])]
@@ -294,7 +294,7 @@ def summarise_peak(result: dict[str, Any]) -> dict[str, Any]:
 
 
 TARGETS = {"sqlite": 0.55, "postgresql": 0.40}
-LABELS = {"hello": "hello-world", "ingest": "**ingest**", "bare": "ingest, bare write (what-if)"}
+LABELS = {"hello": "hello-world", "ingest": "**ingest**", "bare": "bare handler (floor)"}
 
 
 def report(results: dict[str, Any], args: argparse.Namespace) -> str:
@@ -385,7 +385,7 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--trackdesk-delay", type=float, default=0.5)
     parser.add_argument("--skip-ack", action="store_true")
     parser.add_argument("--bare", action="store_true",
-                        help="also load bench/bare_store.py (one-statement write what-if)")
+                        help="also load bench/bare_store.py (verify + one raw insert, no more)")
     parser.add_argument("--pg-url", default=os.environ.get("BRIDGE_TEST_POSTGRES_URL", PG_ADMIN))
     parser.add_argument("--workdir", type=Path, help="default: a new folder under /tmp")
     parser.add_argument("--json", type=Path, help="also write every raw figure here")

@@ -33,6 +33,9 @@ def create_app(settings: Settings | None = None, *, rt: Runtime | None = None) -
     rt.warn_about_settings()
     app.extensions["bridge"] = rt
     _register(app)
+    from bridge.web.stripe_hook import StripeIntake
+
+    app.wsgi_app = StripeIntake(app.wsgi_app, rt, MAX_BODY_BYTES)  # type: ignore[method-assign]
     return app
 
 

@@ -20,6 +20,7 @@ from bridge.db import default_sqlite_url, make_engine, make_sessionmaker
 from bridge.mapping import MappingConfig, load_mapping
 from bridge.settings import Settings
 from bridge.signatures import GenericVerifier, StripeVerifier
+from bridge.store import Intake
 from bridge.trackdesk import TrackdeskClient
 
 if TYPE_CHECKING:
@@ -53,6 +54,17 @@ class Runtime:
     def sessions(self) -> sessionmaker[Session]:
         """The session factory bound to this runtime's engine."""
         return make_sessionmaker(self.engine)
+
+    def close(self) -> None:
+        """Release the database: the intake's kept connections, then the pool."""
+        if "intake" in self.__dict__:
+            self.intake.close()
+        self.engine.dispose()
+
+    @cached_property
+    def intake(self) -> Intake:
+        """Stores webhook deliveries (one kept connection per serving thread)."""
+        return Intake(self.engine)
 
     @cached_property
     def stripe_verifier(self) -> StripeVerifier:

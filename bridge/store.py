@@ -1,19 +1,28 @@
 """Durable intake: one INSERT per acknowledged webhook, duplicates absorbed by a unique key.
 
 This is the hot path of every webhook, so it talks to the driver directly: one prepared
-`INSERT … ON CONFLICT DO NOTHING RETURNING id` on a pooled connection, committed before the
-answer. (Building and caching a SQLAlchemy statement per request cost more than the insert.)
-The row is the same one the ORM reads: `Event` in `bridge.db.models`.
+`INSERT … ON CONFLICT DO NOTHING RETURNING id` in autocommit, durable when it returns, before
+the answer. (Building a SQLAlchemy statement per request cost more than the insert, and so did
+checking a connection out of the pool and back in.) The row is the one the ORM reads: `Event`
+in `bridge.db.models`.
+
+`Intake` is the web process's writer: it keeps the connections it took from the engine's pool
+(one per request storing at the same moment), renews each after `RECYCLE_SECONDS` like the pool
+would, and closes one for good on any error. `store_event` does the same insert on a pooled
+connection, for one-off callers.
 """
 
 from __future__ import annotations
 
+import os
+import time
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from bridge.db.gate import writing
+from bridge.db.gate import write_gate, writing
 from bridge.db.models import utcnow
 from bridge.errors import StorageUnavailable
 
@@ -26,11 +35,147 @@ _INSERT = {
     "attempts) VALUES (%s, %s, %s, %s, %s, %s, 0) "
     "ON CONFLICT (provider, event_id) DO NOTHING RETURNING id",
 }
+# PostgreSQL's intake talks libpq through psycopg's `pq` layer: one prepared statement, server-side
+# typed from its columns, the body sent as binary (no escaping), no Python-level wait loop.
+_PG_NAME = b"bridge_intake"
+_PG_INSERT = (
+    b"INSERT INTO events (provider, event_id, type, livemode, received_at, body, attempts) "
+    b"VALUES ($1, $2, $3, $4, $5, $6, 0) ON CONFLICT (provider, event_id) DO NOTHING RETURNING id"
+)
+_PG_FORMATS = (0, 0, 0, 0, 0, 1)  # text, except the body: binary bytea
+RECYCLE_SECONDS = 1800  # as the PostgreSQL pool's pool_recycle (bridge.db.make_engine)
+_UNAVAILABLE = "the event could not be stored; retry later"
 
 
 def _sqlite_time(moment: datetime) -> str:
     """UTC as SQLAlchemy's SQLite DATETIME stores it, so the ORM reads the row back unchanged."""
     return moment.strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def _params(
+    dialect: str, provider: str, event_id: str, event_type: str, livemode: bool | None, body: bytes
+) -> tuple[Any, ...]:
+    now = utcnow()
+    received = _sqlite_time(now) if dialect == "sqlite" else now
+    return (provider, event_id, event_type[:100], livemode, received, body)
+
+
+def _insert(driver_cursor: Any, dialect: str, params: tuple[Any, ...]) -> bool:
+    """The one statement; True when a row was inserted (False: a duplicate)."""
+    driver_cursor.execute(_INSERT[dialect], params)
+    inserted = driver_cursor.fetchone()
+    driver_cursor.close()
+    return inserted is not None
+
+
+def _storage_error(engine: Engine, exc: Exception) -> bool:
+    """Whether `exc` is the database failing (answer 503), not a bug."""
+    return isinstance(exc, (DBAPIError, engine.dialect.loaded_dbapi.Error))
+
+
+def _pg_insert(pgconn: Any, params: tuple[Any, ...]) -> bool:
+    """The insert through libpq on an autocommit connection whose statement is prepared."""
+    from psycopg import DatabaseError, pq
+
+    provider, event_id, event_type, livemode, received, body = params
+    values = [
+        provider.encode(),
+        event_id.encode(),
+        event_type.encode(),
+        None if livemode is None else (b"t" if livemode else b"f"),
+        received.isoformat().encode(),
+        body,
+    ]
+    result = pgconn.exec_prepared(_PG_NAME, values, _PG_FORMATS)
+    if result.status != pq.ExecStatus.TUPLES_OK:
+        raise DatabaseError(result.error_message.decode(errors="replace").strip())
+    return bool(result.ntuples)
+
+
+def _pg_prepare(pgconn: Any) -> None:
+    from psycopg import DatabaseError, pq
+
+    result = pgconn.prepare(_PG_NAME, _PG_INSERT)
+    if result.status != pq.ExecStatus.COMMAND_OK:
+        raise DatabaseError(result.error_message.decode(errors="replace").strip())
+
+
+class Intake:
+    """Stores webhook deliveries on connections it keeps (see the module)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect.name
+        self.gate = write_gate(engine)
+        # Idle kept connections with the time each was opened; as many as requests ever stored
+        # at once in this process (one per sync gunicorn worker). list.pop/append are atomic.
+        self._idle: list[tuple[Any, float]] = []
+        self._pid = os.getpid()
+
+    def store(
+        self, *, provider: str, event_id: str, event_type: str, livemode: bool | None, body: bytes
+    ) -> bool:
+        """Store one verified delivery, durably; False when it was a duplicate."""
+        params = _params(self.dialect, provider, event_id, event_type, livemode, body)
+        conn, since = self._take()
+        try:
+            if self.dialect == "postgresql":
+                inserted = _pg_insert(conn.driver_connection.pgconn, params)
+            elif self.gate is None:
+                inserted = _insert(conn.driver_connection.cursor(), self.dialect, params)
+            else:
+                with self.gate.hold():  # SQLite: queue with the other writers (bridge.db.gate)
+                    inserted = _insert(conn.driver_connection.cursor(), self.dialect, params)
+        except Exception as exc:
+            _discard(conn)  # its state is unknown: closed, not kept
+            if _storage_error(self.engine, exc):
+                raise StorageUnavailable(_UNAVAILABLE) from exc
+            raise
+        self._idle.append((conn, since))
+        return inserted
+
+    def _take(self) -> tuple[Any, float]:
+        """An idle kept connection, or a new one from the engine's pool."""
+        if self._pid != os.getpid():  # forked: the parent's connections are the parent's
+            self._idle, self._pid = [], os.getpid()
+        while self._idle:
+            try:
+                conn, since = self._idle.pop()
+            except IndexError:  # another thread took the last one
+                break
+            if time.monotonic() - since <= RECYCLE_SECONDS:
+                return conn, since
+            _discard(conn)
+        try:
+            conn = self.engine.raw_connection()
+        except SQLAlchemyError as exc:
+            raise StorageUnavailable(_UNAVAILABLE) from exc
+        if self.dialect == "postgresql":
+            # Kept out of the pool's rotation, so autocommit never leaks to other users: one
+            # statement is its own transaction, without BEGIN and COMMIT round trips.
+            driver: Any = conn.driver_connection
+            try:
+                driver.autocommit = True
+                _pg_prepare(driver.pgconn)
+            except Exception as exc:
+                _discard(conn)
+                if _storage_error(self.engine, exc):
+                    raise StorageUnavailable(_UNAVAILABLE) from exc
+                raise
+        return conn, time.monotonic()
+
+    def close(self) -> None:
+        """Close the idle kept connections (at shutdown, or before the engine is disposed)."""
+        idle, self._idle = self._idle, []
+        if self._pid == os.getpid():
+            for conn, _ in idle:
+                _discard(conn)
+
+
+def _discard(conn: Any) -> None:
+    """Close a kept connection for good (the pool opens a fresh one when needed)."""
+    conn.invalidate()
+    conn.close()
 
 
 def store_event(
@@ -42,39 +187,25 @@ def store_event(
     livemode: bool | None,
     body: bytes,
 ) -> bool:
-    """Store one verified delivery, committed; False when it was a duplicate."""
+    """Store one verified delivery on a pooled connection, committed; False for a duplicate."""
     dialect = engine.dialect.name
-    now = utcnow()
-    received = _sqlite_time(now) if dialect == "sqlite" else now
-    params = (provider, event_id, event_type[:100], livemode, received, body)
+    params = _params(dialect, provider, event_id, event_type, livemode, body)
     try:
         conn = engine.raw_connection()
     except SQLAlchemyError as exc:
-        raise StorageUnavailable("the event could not be stored; retry later") from exc
+        raise StorageUnavailable(_UNAVAILABLE) from exc
     driver = conn.driver_connection
     try:
         with writing(engine):  # SQLite: queue with the other writers (bridge.db.gate)
-            # One statement in autocommit: it is its own transaction, durable when it returns
-            # (SQLite connections are always so, see bridge.db; psycopg is switched for it,
-            # which saves the BEGIN and COMMIT round trips).
             if dialect == "postgresql":
                 driver.autocommit = True  # type: ignore[union-attr]
-            cursor = conn.cursor()
-            cursor.execute(_INSERT[dialect], params)
-            inserted = cursor.fetchone()
-            cursor.close()
+            inserted = _insert(conn.cursor(), dialect, params)
             if dialect == "postgresql":
                 driver.autocommit = False  # type: ignore[union-attr]
     except Exception as exc:
         _discard(conn)
-        if isinstance(exc, (DBAPIError, engine.dialect.loaded_dbapi.Error)):
-            raise StorageUnavailable("the event could not be stored; retry later") from exc
+        if _storage_error(engine, exc):
+            raise StorageUnavailable(_UNAVAILABLE) from exc
         raise
     conn.close()
-    return inserted is not None
-
-
-def _discard(conn: object) -> None:
-    """Drop a connection that failed mid-insert (the pool opens a fresh one when needed)."""
-    conn.invalidate()  # type: ignore[attr-defined]
-    conn.close()  # type: ignore[attr-defined]
+    return inserted

@@ -138,7 +138,7 @@ def rt(sqlite_url: str, tmp_path: Path) -> Iterator[Runtime]:
     """A runtime on a fresh SQLite database."""
     runtime = build_runtime(sqlite_url, tmp_path)
     yield runtime
-    runtime.engine.dispose()
+    runtime.close()
 
 
 @pytest.fixture
@@ -246,7 +246,7 @@ def make_bridge(tmp_path: Path, td: responses.RequestsMock) -> Callable[..., Bri
 
     yield make  # type: ignore[misc]
     for rt in made:
-        rt.engine.dispose()
+        rt.close()
 
 
 # --- real processes: a fake Trackdesk and the processes a test starts ---------------------
@@ -299,7 +299,7 @@ def keyed_rt(sqlite_url: str, tmp_path: Path) -> Iterator[Runtime]:
     """A runtime with TRACKDESK_API_KEY set (status updates can be sent)."""
     runtime = build_runtime(sqlite_url, tmp_path, TRACKDESK_API_KEY=STATUS_API_KEY)
     yield runtime
-    runtime.engine.dispose()
+    runtime.close()
 
 
 @pytest.fixture

@@ -32,7 +32,7 @@ def admin(tmp_path, sqlite_url):
         )
         row.state, row.last_error, row.last_status = "dead", "Offer not active", 400
     yield rt, create_app(rt=rt).test_client()
-    rt.engine.dispose()
+    rt.close()
 
 
 def test_admin_is_off_without_a_password(client):

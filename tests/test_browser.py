@@ -194,7 +194,7 @@ def test_example_checkout_page_end_to_end(browser: Any, sqlite_url: str, tmp_pat
     ]
     with rt.sessions() as session:
         assert session.get(Outbox, link.outbox_id).state == "delivered"  # type: ignore[union-attr]
-    rt.engine.dispose()
+    rt.close()
 
 
 # --- capture.js edge cases, on pages served by request interception ----------------------

@@ -50,7 +50,7 @@ def capture_app(sqlite_url: str, tmp_path: Path) -> Any:
     """The app with default attribution (Stripe customer ids) on a fresh SQLite database."""
     app, rt = make_app(sqlite_url, tmp_path, BRIDGE_API_TOKEN=API_TOKEN)
     yield app
-    rt.engine.dispose()
+    rt.close()
 
 
 @pytest.fixture
@@ -160,7 +160,7 @@ def test_click_id_pattern_from_the_mapping_file(sqlite_url: str, tmp_path: Path)
     assert capture(client, "td-abc123").status_code == 200
     assert capture(client, CID).status_code == 400
     assert capture(client, "td-" + "a" * 100).status_code == 400  # longer than links.cid holds
-    rt.engine.dispose()
+    rt.close()
 
 
 def test_repeated_capture_is_a_no_op(client: Any, capture_app: Flask) -> None:
@@ -223,7 +223,7 @@ def test_rotated_key_still_accepted(sqlite_url: str, tmp_path: Path) -> None:
     app, rt = make_app(sqlite_url, tmp_path, SECRET_KEY=f"{new_key},{KEY}")
     response = capture(app.test_client())  # minted with KEY, now the older key
     assert response.status_code == 200
-    rt.engine.dispose()
+    rt.close()
 
 
 @pytest.mark.parametrize(
@@ -318,7 +318,7 @@ def test_other_origins_are_denied(client: Any, capture_app: Flask, origin: str) 
 def test_no_origins_configured_denies_every_browser(sqlite_url: str, tmp_path: Path) -> None:
     app, rt = make_app(sqlite_url, tmp_path, CAPTURE_ALLOWED_ORIGINS="")
     assert capture(app.test_client()).status_code == 403
-    rt.engine.dispose()
+    rt.close()
 
 
 def test_server_side_call_without_origin_needs_only_the_token(client: Any) -> None:
@@ -358,7 +358,7 @@ def test_rate_limit_counts_the_client_behind_one_proxy_hop(
     assert from_client("10.0.0.1", "203.0.113.8") == 200  # another client is not affected
     frozen_clock[0] += 120  # two minutes later the client may capture again
     assert from_client("10.0.0.1", "203.0.113.7") == 200
-    rt.engine.dispose()
+    rt.close()
 
 
 def test_two_processes_on_one_database_share_the_limit(
@@ -373,8 +373,8 @@ def test_two_processes_on_one_database_share_the_limit(
     assert statuses == [200, 200, 200, 429]
     with rt_a.sessions() as session:
         assert session.scalar(select(func.sum(CaptureHits.hits))) == 4
-    rt_a.engine.dispose()
-    rt_b.engine.dispose()
+    rt_a.close()
+    rt_b.close()
 
 
 def test_old_counts_are_forgotten(
@@ -388,7 +388,7 @@ def test_old_counts_are_forgotten(
     with rt.sessions() as session:
         minutes = session.scalars(select(CaptureHits.minute)).all()
     assert minutes == [int(frozen_clock[0] // 60)]
-    rt.engine.dispose()
+    rt.close()
 
 
 @pytest.mark.parametrize(
@@ -430,14 +430,14 @@ def test_sign_up_capture_links_the_merchants_user_id(sqlite_url: str, tmp_path: 
     assert response.status_code == 200
     assert [(link.external_cid, link.cid) for link in links(app)] == [("user-42", CID)]
     assert outbox(app)[0].call["body"]["externalCid"] == "user-42"
-    rt.engine.dispose()
+    rt.close()
 
 
 def test_email_external_cid_is_normalised(sqlite_url: str, tmp_path: Path) -> None:
     app, rt = make_app(sqlite_url, tmp_path, mapping='[attribution]\nexternal_cid = "email"\n')
     assert capture(app.test_client(), external_cid="Ann@Example.COM").status_code == 200
     assert [link.external_cid for link in links(app)] == ["ann@example.com"]
-    rt.engine.dispose()
+    rt.close()
 
 
 # --- POST /capture/tokens -----------------------------------------------------------------
@@ -500,7 +500,7 @@ def test_token_endpoint_is_off_without_api_token(sqlite_url: str, tmp_path: Path
     )
     assert response.status_code == 404
     assert "BRIDGE_API_TOKEN" in response.get_json()["error"]
-    rt.engine.dispose()
+    rt.close()
 
 
 # --- after a capture, Stripe payments with no click id convert -----------------------------
@@ -569,7 +569,7 @@ def test_captured_customer_converts_every_later_invoice(sqlite_url: str, tmp_pat
         conversion(STRIPE_CUSTOMER, 1),
         conversion(STRIPE_CUSTOMER, 2),
     ]
-    rt.engine.dispose()
+    rt.close()
 
 
 def test_sign_up_capture_converts_through_the_metadata_key(sqlite_url: str, tmp_path: Path) -> None:
@@ -579,7 +579,7 @@ def test_sign_up_capture_converts_through_the_metadata_key(sqlite_url: str, tmp_
     assert capture(client, external_cid="user-42").status_code == 200
     post_invoice(client, 1, {"user_id": "user-42"})
     assert trackdesk_calls(rt) == [link_call("user-42"), conversion("user-42", 1)]
-    rt.engine.dispose()
+    rt.close()
 
 
 def test_capture_releases_an_invoice_that_arrived_first(sqlite_url: str, tmp_path: Path) -> None:
@@ -589,4 +589,4 @@ def test_capture_releases_an_invoice_that_arrived_first(sqlite_url: str, tmp_pat
     assert trackdesk_calls(rt) == []  # held, waiting for an attribution
     assert capture(client, external_cid=STRIPE_CUSTOMER).status_code == 200
     assert trackdesk_calls(rt) == [link_call(STRIPE_CUSTOMER), conversion(STRIPE_CUSTOMER, 1)]
-    rt.engine.dispose()
+    rt.close()

@@ -26,7 +26,7 @@ def client(sqlite_url: str, tmp_path: Path) -> Any:
     rt = build_runtime(sqlite_url, tmp_path, BRIDGE_CONFIG=str(config))
     app: Flask = create_app(rt=rt)
     yield app.test_client()
-    rt.engine.dispose()
+    rt.close()
 
 
 def test_served_as_javascript_and_cacheable(client: Any) -> None:

@@ -63,7 +63,7 @@ def _run(
             == 200
         )
     Worker(rt).run_until_idle()
-    rt.engine.dispose()
+    rt.close()
     return [
         (c.request.url.removeprefix(TD), json.loads(c.request.body))
         for c in td.calls

@@ -92,7 +92,7 @@ def make_bridge(tmp_path: Path) -> Iterator[Callable[..., Bridge]]:
     yield make
     for bridge in built:
         bridge.rt.trackdesk.close()
-        bridge.rt.engine.dispose()
+        bridge.rt.close()
 
 
 @pytest.fixture

@@ -115,7 +115,7 @@ def make_client(sqlite_url: str, tmp_path: Path) -> Iterator[Callable[..., tuple
 
     yield make
     for rt in built:
-        rt.engine.dispose()
+        rt.close()
 
 
 @pytest.fixture

@@ -44,7 +44,7 @@ def client(tmp_path, sqlite_url):
     )
     app = create_app(rt=rt)
     yield app, app.test_client()
-    rt.engine.dispose()
+    rt.close()
 
 
 def test_no_route_answers_500_to_hostile_input(client):

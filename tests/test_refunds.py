@@ -270,7 +270,7 @@ def test_refund_of_an_invoice_found_through_the_stripe_api(sqlite_url, tmp_path,
         }  # fmt: skip
         assert request.headers["Authorization"] == "Bearer rk_test_bridge"
     assert sent == [status_body("in_4654fa6f547dadad", "REFUNDED")]
-    runtime.engine.dispose()
+    runtime.close()
 
 
 def test_stripe_api_fallback_finding_nothing_records_the_refund(sqlite_url, tmp_path, fixture):
@@ -282,4 +282,4 @@ def test_stripe_api_fallback_finding_nothing_records_the_refund(sqlite_url, tmp_
         assert deliver(runtime, mock) == []
         assert len(mock.calls) == 1
     assert outcome(runtime, refund["id"]) == "refund:no_conversion"
-    runtime.engine.dispose()
+    runtime.close()

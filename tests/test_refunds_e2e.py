@@ -170,4 +170,4 @@ def test_refund_and_dispute_on_each_backend(db_url, tmp_path, fixture):
     post_keyed(fixture("charge.refunded.partial"))
     post_keyed(refund_event("evt_re_rest", "re_rest", 5440))
     assert deliver(runtime) == [status_body(PI, "ON_HOLD"), status_body(PI, "REFUNDED")]
-    runtime.engine.dispose()
+    runtime.close()

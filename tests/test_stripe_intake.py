@@ -1,4 +1,9 @@
-"""`POST /webhooks/stripe`: verify, store once, answer — for every way a request can be wrong."""
+"""`POST /webhooks/stripe`: verify, store once, answer — for every way a request can be wrong.
+
+Every test runs twice: through the app as served (the short WSGI path answers plain deliveries)
+and straight into Flask's view (which the short path hands unusual requests to): both must
+answer alike.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +14,21 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
+from bridge.app import create_app
 from bridge.db.models import Event, Outbox
+from bridge.web.stripe_hook import StripeIntake
 from tests.conftest import STRIPE_SECRET, sign
+
+
+@pytest.fixture(params=["short path", "flask view"])
+def app(request, rt):
+    """The app as served, or the same app without its short path in front of Flask."""
+    application = create_app(rt=rt)
+    application.config["TESTING"] = True
+    assert isinstance(application.wsgi_app, StripeIntake)
+    if request.param == "flask view":
+        application.wsgi_app = application.wsgi_app.app  # type: ignore[method-assign]
+    return application
 
 
 def _count_events(rt: Any) -> int:

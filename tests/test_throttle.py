@@ -12,7 +12,7 @@ from tests.conftest import build_runtime
 def limiter(db_url, tmp_path):
     rt = build_runtime(db_url, tmp_path)
     yield SharedRateLimit(rt.sessions, 3)
-    rt.engine.dispose()
+    rt.close()
 
 
 def _slots(limiter: SharedRateLimit) -> list[float]:

@@ -13,6 +13,7 @@ import contextlib
 import fcntl
 import os
 import threading
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +21,8 @@ from sqlalchemy import Engine
 
 _GATES: dict[str, WriteGate] = {}
 _GATES_LOCK = threading.Lock()
+# Per engine, found once: resolving the path on every write cost a webhook ~0.1 ms.
+_BY_ENGINE: weakref.WeakKeyDictionary[Engine, WriteGate | None] = weakref.WeakKeyDictionary()
 
 
 class WriteGate:
@@ -54,6 +57,15 @@ class WriteGate:
 
 def write_gate(engine: Engine) -> WriteGate | None:
     """The gate of a file-backed SQLite engine; None for PostgreSQL or an in-memory database."""
+    try:
+        return _BY_ENGINE[engine]
+    except KeyError:
+        gate = _BY_ENGINE[engine] = _find_gate(engine)
+        return gate
+
+
+def _find_gate(engine: Engine) -> WriteGate | None:
+    """One gate per database file, shared by every engine on it (found by its resolved path)."""
     database = engine.url.database if engine.dialect.name == "sqlite" else None
     if not database or database == ":memory:":
         return None

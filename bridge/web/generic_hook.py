@@ -22,7 +22,6 @@ from bridge.domain.generic import (
 from bridge.errors import BadRequest
 from bridge.metrics import WEBHOOKS
 from bridge.signatures import SignatureError
-from bridge.store import store_event
 from bridge.web import error, runtime
 
 bp = Blueprint("generic_hook", __name__)
@@ -73,8 +72,7 @@ def generic_webhook() -> ResponseReturnValue:
         log.info("generic webhook refused", extra={"event_id": webhook_id, "outcome": "bad_body"})
         raise
     kind = event_type(event)
-    stored = store_event(
-        rt.engine,
+    stored = rt.intake.store(
         provider="generic",
         event_id=event.id,
         event_type=kind,

@@ -1,24 +1,44 @@
-"""`POST /webhooks/stripe`: verify the raw body, store it durably, answer. Nothing else."""
+"""`POST /webhooks/stripe`: verify the raw body, store it durably, answer. Nothing else.
+
+This is the one route Stripe loads, so the app answers it on a short WSGI path
+(`StripeIntake`, wrapped around Flask's `wsgi_app` by the app factory) that skips Flask's
+request context, URL matching and response object: it reads the body, calls `receive` and writes
+one of a few constant answers. Anything unusual about the request itself (another method or path,
+no plain `Content-Length`, a body over the limit, a body cut short) goes on to Flask, whose view
+below calls the same `receive`, so both paths answer alike.
+"""
 
 from __future__ import annotations
 
+import io
 import json
 import logging
-from typing import Any
+from collections.abc import Callable, Iterable
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Response, request
 from flask.typing import ResponseReturnValue
 
-from bridge.errors import BadRequest
+from bridge.errors import BadRequest, StorageUnavailable
 from bridge.metrics import WEBHOOKS
 from bridge.signatures import SignatureError
-from bridge.store import store_event
 from bridge.web import runtime
 
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+    from bridge.runtime import Runtime
+
+PATH = "/webhooks/stripe"
 bp = Blueprint("stripe_hook", __name__)
 _STORED = b'{"received": true, "duplicate": false}\n'
 _DUPLICATE = b'{"received": true, "duplicate": true}\n'
 log = logging.getLogger("bridge.webhook")
+_COUNT = {  # bound once: looking a labelled child up per request costs more than counting
+    outcome: WEBHOOKS.labels("stripe", outcome).inc
+    for outcome in ("stored", "duplicate", "bad_signature")
+}
 
 
 def parse_event_head(body: bytes, id_field: str = "id") -> dict[str, Any]:
@@ -37,21 +57,18 @@ def parse_event_head(body: bytes, id_field: str = "id") -> dict[str, Any]:
     return event
 
 
-@bp.post("/webhooks/stripe")
-def stripe_webhook() -> ResponseReturnValue:
-    """Acknowledge a Stripe event once it is stored; 400 for a bad signature or body."""
-    rt = runtime()
-    body = request.get_data(cache=False)
+def receive(rt: Runtime, body: bytes, signature: str | None) -> bytes:
+    """Verify, store and log one delivery; the answer's body. Raises `BadRequest` (400) or
+    `StorageUnavailable` (503)."""
     try:
-        rt.stripe_verifier.verify(body, request.headers.get("Stripe-Signature"))
+        rt.stripe_verifier.verify(body, signature)
     except SignatureError as exc:
-        WEBHOOKS.labels("stripe", "bad_signature").inc()
+        _COUNT["bad_signature"]()
         log.info("stripe webhook refused", extra={"outcome": "bad_signature", "reason": str(exc)})
         raise BadRequest(str(exc)) from None
     event = parse_event_head(body)
     livemode = event.get("livemode")
-    stored = store_event(
-        rt.engine,
+    stored = rt.intake.store(
         provider="stripe",
         event_id=event["id"],
         event_type=event["type"],
@@ -59,11 +76,73 @@ def stripe_webhook() -> ResponseReturnValue:
         body=body,
     )
     outcome = "stored" if stored else "duplicate"
-    WEBHOOKS.labels("stripe", outcome).inc()
+    _COUNT[outcome]()
     log.info(
         "stripe webhook",
         extra={"event_id": event["id"], "type": event["type"], "outcome": outcome},
     )
     if stored:
         rt.wake.set()
-    return Response(_STORED if stored else _DUPLICATE, mimetype="application/json")
+    return _STORED if stored else _DUPLICATE
+
+
+@bp.post(PATH)
+def stripe_webhook() -> ResponseReturnValue:
+    """Acknowledge a Stripe event once it is stored; 400 for a bad signature or body."""
+    body = request.get_data(cache=False)
+    answer = receive(runtime(), body, request.headers.get("Stripe-Signature"))
+    return Response(answer, mimetype="application/json")
+
+
+_JSON = "application/json"
+
+
+class StripeIntake:
+    """The short path for `POST /webhooks/stripe` in front of the Flask app (see the module)."""
+
+    def __init__(self, app: WSGIApplication, rt: Runtime, max_body: int) -> None:
+        self.app = app
+        self.rt = rt
+        self.max_body = max_body
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        """Answer a plain Stripe delivery here; hand everything else to Flask."""
+        if environ.get("PATH_INFO") != PATH or environ.get("REQUEST_METHOD") != "POST":
+            return self.app(environ, start_response)
+        length = environ.get("CONTENT_LENGTH") or ""
+        if (
+            not length.isdigit()
+            or int(length) > self.max_body
+            or environ.get("HTTP_TRANSFER_ENCODING")
+        ):
+            return self.app(environ, start_response)  # Flask's 413 / chunked body handling
+        body = environ["wsgi.input"].read(int(length))
+        if len(body) != int(length):  # the client went away mid-body: let Flask say so
+            environ["wsgi.input"] = io.BytesIO(body)
+            return self.app(environ, start_response)
+        try:
+            answer = receive(self.rt, body, environ.get("HTTP_STRIPE_SIGNATURE"))
+        except BadRequest as exc:
+            return _answer(start_response, exc.status, _error(exc.message))
+        except StorageUnavailable as exc:
+            log.error("storage unavailable", extra={"error": exc.__cause__.__class__.__name__})
+            return _answer(start_response, 503, _error(exc.message))
+        except Exception:
+            log.exception("unexpected error")
+            sentence = "The bridge failed to handle this request; it has been logged."
+            return _answer(start_response, 500, _error(sentence))
+        return _answer(start_response, 200, answer)
+
+
+def _error(message: str) -> bytes:
+    """The one error shape, as Flask's `jsonify` writes it."""
+    return json.dumps({"error": message}, separators=(",", ":")).encode() + b"\n"
+
+
+def _answer(start_response: Callable[..., Any], status: int, body: bytes) -> list[bytes]:
+    """Start a JSON answer and return its body."""
+    start_response(
+        f"{status} {HTTPStatus(status).phrase.upper()}",
+        [("Content-Type", _JSON), ("Content-Length", str(len(body)))],
+    )
+    return [body]
