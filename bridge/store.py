@@ -14,6 +14,7 @@ connection, for one-off callers.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from datetime import datetime
@@ -22,6 +23,7 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
+from bridge.db import checkpoint
 from bridge.db.gate import write_gate, writing
 from bridge.db.models import utcnow
 from bridge.errors import StorageUnavailable
@@ -43,8 +45,10 @@ _PG_INSERT = (
     b"VALUES ($1, $2, $3, $4, $5, $6, 0) ON CONFLICT (provider, event_id) DO NOTHING RETURNING id"
 )
 _PG_FORMATS = (0, 0, 0, 0, 0, 1)  # text, except the body: binary bytea
+CHECKPOINT_EVERY = 250  # rows per web process: about 1,000 WAL pages with two processes
 RECYCLE_SECONDS = 1800  # as the PostgreSQL pool's pool_recycle (bridge.db.make_engine)
 _UNAVAILABLE = "the event could not be stored; retry later"
+log = logging.getLogger("bridge.store")
 
 
 def _sqlite_time(moment: datetime) -> str:
@@ -111,6 +115,7 @@ class Intake:
         # at once in this process (one per sync gunicorn worker). list.pop/append are atomic.
         self._idle: list[tuple[Any, float]] = []
         self._pid = os.getpid()
+        self._since_checkpoint = 0
 
     def store(
         self, *, provider: str, event_id: str, event_type: str, livemode: bool | None, body: bytes
@@ -126,6 +131,7 @@ class Intake:
             else:
                 with self.gate.hold():  # SQLite: queue with the other writers (bridge.db.gate)
                     inserted = _insert(conn.driver_connection.cursor(), self.dialect, params)
+                self._since_checkpoint += 1
         except Exception as exc:
             _discard(conn)  # its state is unknown: closed, not kept
             if _storage_error(self.engine, exc):
@@ -163,6 +169,25 @@ class Intake:
                     raise StorageUnavailable(_UNAVAILABLE) from exc
                 raise
         return conn, time.monotonic()
+
+    def checkpoint_due(self) -> bool:
+        """SQLite: whether this process stored CHECKPOINT_EVERY rows since its last checkpoint."""
+        return self.gate is not None and self._since_checkpoint >= CHECKPOINT_EVERY
+
+    def after_answer(self) -> None:
+        """Work left for after the answer went out: SQLite's WAL checkpoint, when due.
+
+        Done here, outside the writers' gate, instead of inside whichever INSERT crosses
+        SQLite's own threshold, where every webhook behind it would wait for the copy and its
+        fsync (see `bridge.db.SQLITE_WAL_AUTOCHECKPOINT_PAGES`).
+        """
+        if not self.checkpoint_due():
+            return
+        self._since_checkpoint = 0
+        try:
+            checkpoint(self.engine)
+        except Exception:  # the next one tries again; SQLite's safety net still holds
+            log.warning("WAL checkpoint failed", exc_info=True)
 
     def close(self) -> None:
         """Close the idle kept connections (at shutdown, or before the engine is disposed)."""

@@ -218,3 +218,34 @@ def test_a_connection_the_server_dropped_costs_one_503_then_intake_recovers(pg_u
     finally:
         admin.dispose()
         rt.close()
+
+
+def test_sqlite_checkpoints_come_after_the_answer_every_so_many_webhooks(
+    db_url, tmp_path, fixture, monkeypatch
+):
+    import bridge.store
+    from bridge.app import create_app
+
+    checkpoints: list[object] = []
+    monkeypatch.setattr(bridge.store, "checkpoint", checkpoints.append)
+    monkeypatch.setattr(bridge.store, "CHECKPOINT_EVERY", 3)
+    rt = build_runtime(db_url, tmp_path)
+    client = create_app(rt=rt).test_client()
+    try:
+        answered = []
+        for n in range(7):
+            body = _body(fixture, f"evt_ck_{n}")
+            response = client.post(
+                "/webhooks/stripe", data=body, headers={"Stripe-Signature": sign(body)}
+            )
+            answered.append((response.status_code, len(checkpoints)))
+            response.close()  # the server closes the answer once it is sent
+        if rt.engine.dialect.name == "sqlite":
+            # answered before each checkpoint, which came after the 3rd and the 6th webhook
+            assert answered == [(200, 0), (200, 0), (200, 0), (200, 1), (200, 1), (200, 1),
+                                (200, 2)]  # fmt: skip
+            assert checkpoints == [rt.engine, rt.engine]
+        else:
+            assert checkpoints == []  # PostgreSQL has no WAL of ours to copy
+    finally:
+        rt.close()

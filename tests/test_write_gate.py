@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import os
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -90,36 +91,91 @@ def test_the_worker_knows_when_webhooks_are_arriving(rt):
     assert webhooks_arriving(rt) is False
 
 
-def test_the_worker_rests_only_while_webhooks_arrive(rt, fixture):
-    import json
+def test_the_worker_rests_only_while_webhooks_arrive_and_longer_the_faster_they_do(rt):
     from datetime import timedelta
 
     from sqlalchemy import update
 
     from bridge.db.models import Event, utcnow
     from bridge.store import store_event
-    from bridge.worker import Worker
+    from bridge.worker import Arrivals, Worker
 
-    def stored(event_id: str) -> None:
-        event = fixture("checkout.session.completed.payment")
-        event["id"] = event_id
-        store_event(
-            rt.engine,
-            provider="stripe",
-            event_id=event_id,
-            event_type=event["type"],
-            livemode=True,
-            body=json.dumps(event).encode(),
-        )
+    def stored(count: int) -> None:
+        for _ in range(count):
+            stored.n += 1  # type: ignore[attr-defined]
+            store_event(
+                rt.engine, provider="stripe", event_id=f"evt_{stored.n}",  # type: ignore[attr-defined]
+                event_type="x", livemode=True, body=b"{}",
+            )  # fmt: skip
 
+    stored.n = 0  # type: ignore[attr-defined]
+    clock = [100.0]
     worker = Worker(rt)
-    rests: list[float] = []
-    worker._rest = lambda worked: rests.append(worked) or False  # type: ignore[method-assign]
-    stored("evt_pace_1")
-    assert worker.process_once(paced=True) == 1
-    assert len(rests) == 1  # a webhook just arrived: it rested after the event
-    stored("evt_pace_2")
+    worker.arrivals = Arrivals(clock=lambda: clock[0])
+    assert worker.rest_after(0.01) == 0.0  # nothing stored yet: full speed
+    stored(1)
+    assert worker.rest_after(0.01) == pytest.approx(0.1)  # arriving, rate unknown: 10x
+    stored(50)
+    clock[0] += 1.0
+    assert worker.rest_after(0.01) == pytest.approx(0.1)  # 50/s: still 10x
+    stored(600)
+    clock[0] += 1.0
+    assert worker.rest_after(0.01) == pytest.approx(0.6)  # 600/s: 60x
+    assert worker.rest_after(0.1) == 1.0  # never more than a second
     with rt.engine.begin() as conn:
         conn.execute(update(Event).values(received_at=utcnow() - timedelta(minutes=1)))
-    assert worker.process_once(paced=True) == 1
-    assert len(rests) == 1  # nothing arriving: full speed
+    clock[0] += 1.0
+    assert worker.rest_after(0.01) == 0.0  # the burst is over: full speed again
+
+
+def test_a_paced_round_rests_after_each_event_while_webhooks_arrive(rt, fixture):
+    import json
+
+    from bridge.store import store_event
+    from bridge.worker import Worker
+
+    for n in (1, 2):
+        event = fixture("checkout.session.completed.payment")
+        event["id"] = f"evt_pace_{n}"
+        store_event(
+            rt.engine, provider="stripe", event_id=event["id"], event_type=event["type"],
+            livemode=True, body=json.dumps(event).encode(),
+        )  # fmt: skip
+    worker = Worker(rt)
+    rests: list[float] = []
+    worker.stop.wait = lambda timeout=None: rests.append(timeout) or False  # type: ignore[method-assign]
+    assert worker.process_once(paced=True) == 2
+    assert len(rests) == 2 and all(r > 0 for r in rests)
+
+
+def test_webhook_inserts_leave_checkpoints_to_the_worker(rt):
+    from bridge.db import SQLITE_WAL_AUTOCHECKPOINT_PAGES, checkpoint
+
+    for n in range(200):  # well past SQLite's default threshold of 1,000 pages
+        rt.intake.store(
+            provider="stripe", event_id=f"evt_{n}", event_type="x", livemode=True,
+            body=b"{" + b" " * 20_000 + b"}",
+        )  # fmt: skip
+    with rt.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == (
+            SQLITE_WAL_AUTOCHECKPOINT_PAGES
+        )
+    database = Path(rt.engine.url.database or "")
+    wal = Path(f"{database}-wal")
+    before = database.stat().st_size
+    assert wal.stat().st_size > 4_000_000 > before  # the rows are all still in the WAL
+    checkpoint(rt.engine)
+    assert database.stat().st_size > before + 4_000_000  # the worker's checkpoint copied them
+
+
+def test_the_worker_checkpoints_sqlite_in_the_background(rt, monkeypatch):
+    import bridge.db
+    from bridge.worker import Worker
+
+    calls: list[object] = []
+    monkeypatch.setattr(bridge.db, "checkpoint", calls.append)
+    worker = Worker(rt)
+    rounds = iter([False, False, True])  # two rounds, then stop
+    worker.stop.wait = lambda timeout=None: next(rounds)  # type: ignore[method-assign]
+    worker._checkpoint_loop()
+    assert calls == [rt.engine, rt.engine]

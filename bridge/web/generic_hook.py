@@ -84,4 +84,6 @@ def generic_webhook() -> ResponseReturnValue:
     log.info("generic webhook", extra={"event_id": event.id, "type": kind, "outcome": outcome})
     if stored:
         rt.wake.set()
-    return jsonify({"received": True, "duplicate": not stored})
+    response = jsonify({"received": True, "duplicate": not stored})
+    response.call_on_close(rt.intake.after_answer)  # SQLite's checkpoint, when due
+    return response

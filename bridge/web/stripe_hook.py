@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Response, request
 from flask.typing import ResponseReturnValue
+from werkzeug.wsgi import ClosingIterator
 
 from bridge.errors import BadRequest, StorageUnavailable
 from bridge.metrics import WEBHOOKS
@@ -89,9 +90,11 @@ def receive(rt: Runtime, body: bytes, signature: str | None) -> bytes:
 @bp.post(PATH)
 def stripe_webhook() -> ResponseReturnValue:
     """Acknowledge a Stripe event once it is stored; 400 for a bad signature or body."""
-    body = request.get_data(cache=False)
-    answer = receive(runtime(), body, request.headers.get("Stripe-Signature"))
-    return Response(answer, mimetype="application/json")
+    rt = runtime()
+    answer = receive(rt, request.get_data(cache=False), request.headers.get("Stripe-Signature"))
+    response = Response(answer, mimetype="application/json")
+    response.call_on_close(rt.intake.after_answer)
+    return response
 
 
 _JSON = "application/json"
@@ -131,7 +134,10 @@ class StripeIntake:
             log.exception("unexpected error")
             sentence = "The bridge failed to handle this request; it has been logged."
             return _answer(start_response, 500, _error(sentence))
-        return _answer(start_response, 200, answer)
+        body_out = _answer(start_response, 200, answer)
+        if self.rt.intake.checkpoint_due():  # after the answer is sent (see Intake.after_answer)
+            return ClosingIterator(body_out, self.rt.intake.after_answer)
+        return body_out
 
 
 def _error(message: str) -> bytes:
