@@ -27,6 +27,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 TIMEOUT = 30.0  # seconds; longer waits only stretch a run that already failed
+SLOW = 0.025  # seconds: the p99 bound; answers slower than this are counted per second
 
 
 @dataclass
@@ -35,6 +36,7 @@ class Results:
 
     latencies: list[float] = field(default_factory=list)
     lags: list[float] = field(default_factory=list)
+    slow: Counter[int] = field(default_factory=Counter)  # answers over SLOW, by second of the run
     failures: Counter[str] = field(default_factory=Counter)
 
 
@@ -103,7 +105,10 @@ def run(url: str, requests: list[bytes], rate: float, duration: float) -> Result
         exchange.sock.close()
         inflight.discard(exchange)
         if failure is None:
-            out.latencies.append(time.perf_counter() - exchange.scheduled)
+            latency = time.perf_counter() - exchange.scheduled
+            out.latencies.append(latency)
+            if latency > SLOW:
+                out.slow[int(exchange.scheduled - start)] += 1
         else:
             out.failures[failure] += 1
 
@@ -176,6 +181,7 @@ def summary(out: Results, rate: float, duration: float, cpu_seconds: float) -> d
         "max_ms": round(max(ms, default=0.0), 2),
         "client_lag_p99_ms": round(percentile(lags, 99), 2),
         "client_cpu_share": round(cpu_seconds / duration, 3),
+        "over_25ms_by_second": dict(sorted(out.slow.items())),  # type: ignore[dict-item]
     }
 
 
