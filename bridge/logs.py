@@ -46,3 +46,10 @@ def configure_logging(fmt: str = "json", level: int = logging.INFO) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     root.propagate = False
+    # What neither format prints, so records need not collect it (every webhook logs a line):
+    # the caller's file and line, process and thread ids and names (logging's documented
+    # optimisation switches).
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False

@@ -198,6 +198,8 @@ INVALID: list[tuple[str, object, str]] = [
     ("id empty", conversion(id=""), "id must not be empty"),
     ("id blank", conversion(id="  "), "id must not be empty"),
     ("id too long", conversion(id=LONG), f"id must be at most {MAX_LENGTH} characters"),
+    ("id with a NUL", conversion(id="a\x00b"), "id must not contain NUL characters"),
+    ("customer_id with a NUL", conversion(customer_id="c\x00"), "customer_id must not contain NUL"),
     ("unknown field", conversion(ammount="49.90"), 'unknown field "ammount"'),
     ("unknown fields", conversion(a=1, b=2), 'unknown fields "a", "b"'),
     # conversion

@@ -144,6 +144,8 @@ def test_rotated_secret_is_accepted(tmp_path, sqlite_url, fixture):
         b'{"id": "evt_1"}',
         b"\xff\xfe",
         b'{"id": "", "type": "x"}',
+        b'{"id": "evt_\\u0000", "type": "x"}',
+        b'{"id": "evt_nul_type", "type": "x\\u0000"}',
     ],
 )
 def test_signed_but_unusable_bodies_get_400(rt, post_stripe, body):

@@ -179,3 +179,17 @@ def test_the_worker_checkpoints_sqlite_in_the_background(rt, monkeypatch):
     worker.stop.wait = lambda timeout=None: next(rounds)  # type: ignore[method-assign]
     worker._checkpoint_loop()
     assert calls == [rt.engine, rt.engine]
+
+
+def test_the_worker_leaves_checkpoints_to_the_web_while_webhooks_arrive(rt, monkeypatch):
+    import bridge.db
+    from bridge.worker import Worker
+
+    calls: list[object] = []
+    monkeypatch.setattr(bridge.db, "checkpoint", calls.append)
+    rt.intake.store(provider="stripe", event_id="evt_1", event_type="x", livemode=True, body=b"{}")
+    worker = Worker(rt)
+    rounds = iter([False, True])
+    worker.stop.wait = lambda timeout=None: next(rounds)  # type: ignore[method-assign]
+    worker._checkpoint_loop()
+    assert calls == []  # a webhook just arrived: the web processes checkpoint after answering

@@ -132,6 +132,8 @@ class _Fields:
             self.problems.append(f"{name} must not be empty")
         elif len(value) > MAX_LENGTH:
             self.problems.append(f"{name} must be at most {MAX_LENGTH} characters")
+        elif "\x00" in value:  # PostgreSQL text cannot hold it
+            self.problems.append(f"{name} must not contain NUL characters")
         elif shape is not None and not shape.fullmatch(value):
             self.problems.append(f"{name} must be {what} (got {_quote(value)})")
         else:

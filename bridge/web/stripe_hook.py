@@ -51,10 +51,11 @@ def parse_event_head(body: bytes, id_field: str = "id") -> dict[str, Any]:
     if not isinstance(event, dict):
         raise BadRequest("The body must be a JSON object.")
     event_id, event_type = event.get(id_field), event.get("type")
-    if not isinstance(event_id, str) or not event_id or len(event_id) > 255:
+    # NUL: PostgreSQL text cannot hold it, and a 503 would have the sender retry for days.
+    if not isinstance(event_id, str) or not event_id or len(event_id) > 255 or "\x00" in event_id:
         raise BadRequest("The event has no usable id.")
-    if not isinstance(event_type, str) or not event_type:
-        raise BadRequest("The event has no type.")
+    if not isinstance(event_type, str) or not event_type or "\x00" in event_type:
+        raise BadRequest("The event has no usable type.")
     return event
 
 
