@@ -60,13 +60,17 @@ def serve(host: str, port: int | None) -> None:
 
     from bridge.app import create_app
     from bridge.db.migrate import upgrade
+    from bridge.logs import RequestLog, adopt_logger
     from bridge.worker import Worker
 
     rt = _runtime()
     upgrade(rt.engine)
     app = create_app(rt=rt)
+    adopt_logger("werkzeug")  # its own messages (errors) in LOG_FORMAT too
     worker = Worker(rt)
-    server = make_server(host, port or rt.settings.port, app, threaded=True)
+    server = make_server(
+        host, port or rt.settings.port, app, threaded=True, request_handler=RequestLog
+    )
     _on_sigterm(worker.stop)
     threading.Thread(target=worker.run, name="worker", daemon=True).start()
     threading.Thread(target=_shutdown_on, args=(worker.stop, server.shutdown), daemon=True).start()

@@ -7,6 +7,9 @@ import logging
 import sys
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
+
+from werkzeug.serving import WSGIRequestHandler
 
 _RESERVED = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 
@@ -35,6 +38,32 @@ class TextFormatter(logging.Formatter):
         ts = datetime.fromtimestamp(record.created, UTC).strftime("%H:%M:%S")
         return (
             f"{ts} {record.levelname.lower()} {record.name}: {record.getMessage()} {extra}".rstrip()
+        )
+
+
+def adopt_logger(name: str) -> None:
+    """Have another library's logger write through the bridge's handler (same format)."""
+    other = logging.getLogger(name)
+    other.handlers[:] = logging.getLogger("bridge").handlers
+    other.setLevel(logging.INFO)
+    other.propagate = False
+
+
+class RequestLog(WSGIRequestHandler):
+    """`bridge serve`'s request lines as structured records (method, path, status), in
+    LOG_FORMAT like everything else; the query string is left out (it may carry a token)."""
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        """One line per answered request."""
+        status = int(code) if isinstance(code, int) or str(code).isdigit() else str(code)
+        logging.getLogger("bridge.http").info(
+            "request",
+            extra={
+                "method": self.command,
+                "path": urlsplit(self.path).path,
+                "status": status,
+                "client": self.address_string(),
+            },
         )
 
 

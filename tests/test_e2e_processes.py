@@ -136,11 +136,15 @@ def test_bridge_serve_alone_converts_on_its_own_sqlite(
 ) -> None:
     """`bridge serve` with the four required variables makes ./instance and converts."""
     env = embedded_env(fake.url)
-    _, web = procs.serve(env, cwd=tmp_path)
+    serve, web = procs.serve(env, cwd=tmp_path)
     checkout = fresh_checkout()
 
     assert deliver(web, checkout)["duplicate"] is False
     assert_converted(fake, checkout)
+    requests = [json.loads(line) for line in serve.log_text().splitlines() if '"request"' in line]
+    assert {"logger": "bridge.http", "method": "POST", "path": "/webhooks/stripe",
+            "status": 200}.items() <= requests[-1].items()  # fmt: skip
+    assert all(line.startswith("{") for line in serve.log_text().splitlines())  # all JSON
 
     db = tmp_path / "instance" / "bridge.sqlite3"
     assert db.is_file()
