@@ -8,7 +8,9 @@ may call it only from `CAPTURE_ALLOWED_ORIGINS` (CORS, preflight included); requ
 
 from __future__ import annotations
 
+import functools
 import hmac
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,7 @@ from bridge.capture_limits import CaptureRateLimit, client_address
 from bridge.db import transaction
 from bridge.errors import BadRequest, StorageUnavailable
 from bridge.links import link_customer
+from bridge.mapping import DEFAULT_CLICK_ID_PATTERN
 from bridge.metrics import REGISTRY
 from bridge.tokens import CaptureTokens, TokenError, check_external_cid
 from bridge.web import error, runtime
@@ -168,10 +171,36 @@ def mint_token() -> ResponseReturnValue:
 
 @bp.get("/capture.js")
 def script() -> Response:
-    """The checkout page's script (cacheable, revalidated by ETag)."""
-    response = send_from_directory(
-        STATIC, "capture.js", mimetype="text/javascript", max_age=SCRIPT_MAX_AGE
-    )
+    """The checkout page's script (cacheable, revalidated by ETag), checking click ids with the
+    mapping file's `click_id_pattern` when it is not the default."""
+    pattern = runtime().mapping.attribution.click_id_pattern
+    if pattern == DEFAULT_CLICK_ID_PATTERN:
+        response = send_from_directory(
+            STATIC, "capture.js", mimetype="text/javascript", max_age=SCRIPT_MAX_AGE
+        )
+    else:
+        response = Response(script_for(pattern), mimetype="text/javascript")
+        response.cache_control.public = True
+        response.cache_control.max_age = SCRIPT_MAX_AGE
+        response.add_etag()
+        response.make_conditional(request)
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Cross-Origin-Resource-Policy"] = "cross-origin"  # pages with COEP load it
     return response
+
+
+_DEFAULT_CHECK = "var CLICK_ID = /^[0-9a-f-]{36}$/i;"
+_CUSTOM_CHECK = (
+    'var CLICK_ID = (function () { try { return new RegExp("^(?:" + %s + ")$", "i"); } '
+    "catch (e) { return /^[0-9a-f-]{36}$/i; } })();"
+)
+
+
+@functools.cache
+def script_for(pattern: str) -> str:
+    """capture.js with its click-id check made from `pattern`, matched whole and ignoring case
+    as the bridge matches it (a pattern JavaScript cannot compile leaves the default check)."""
+    source = (STATIC / "capture.js").read_text(encoding="utf-8")
+    if _DEFAULT_CHECK not in source:
+        raise RuntimeError("capture.js no longer has its click-id line")
+    return source.replace(_DEFAULT_CHECK, _CUSTOM_CHECK % json.dumps(pattern), 1)
