@@ -7,8 +7,8 @@ checking a connection out of the pool and back in.) The row is the one the ORM r
 in `bridge.db.models`.
 
 `Intake` is the web process's writer: it keeps the connections it took from the engine's pool
-(one per request storing at the same moment), renews each after `RECYCLE_SECONDS` like the pool
-would, and closes one for good on any error. `store_event` does the same insert on a pooled
+(up to `MAX_KEPT`, one per sync gunicorn worker), renews each after `RECYCLE_SECONDS` like the
+pool would, and closes one for good on any error. `store_event` does the same insert on a pooled
 connection, for one-off callers.
 """
 
@@ -46,6 +46,7 @@ _PG_INSERT = (
 )
 _PG_FORMATS = (0, 0, 0, 0, 0, 1)  # text, except the body: binary bytea
 CHECKPOINT_EVERY = 250  # rows per web process: about 1,000 WAL pages with two processes
+MAX_KEPT = 2  # idle connections kept per process; more at once are opened and closed
 RECYCLE_SECONDS = 1800  # as the PostgreSQL pool's pool_recycle (bridge.db.make_engine)
 _UNAVAILABLE = "the event could not be stored; retry later"
 log = logging.getLogger("bridge.store")
@@ -111,8 +112,8 @@ class Intake:
         self.engine = engine
         self.dialect = engine.dialect.name
         self.gate = write_gate(engine)
-        # Idle kept connections with the time each was opened; as many as requests ever stored
-        # at once in this process (one per sync gunicorn worker). list.pop/append are atomic.
+        # Idle kept connections with the time each was opened: one per sync gunicorn worker, at
+        # most MAX_KEPT where threads store at once. list.pop/append are atomic.
         self._idle: list[tuple[Any, float]] = []
         self._pid = os.getpid()
         self._since_checkpoint = 0
@@ -137,8 +138,16 @@ class Intake:
             if _storage_error(self.engine, exc):
                 raise StorageUnavailable(_UNAVAILABLE) from exc
             raise
-        self._idle.append((conn, since))
+        self._give_back(conn, since)
         return inserted
+
+    def _give_back(self, conn: Any, since: float) -> None:
+        """Keep a connection for the next request, unless MAX_KEPT are kept already (then close
+        it: the pool it came from serves the rest of the process, `bridge serve`'s worker too)."""
+        if len(self._idle) < MAX_KEPT:
+            self._idle.append((conn, since))
+        else:
+            _discard(conn)
 
     def _take(self) -> tuple[Any, float]:
         """An idle kept connection, or a new one from the engine's pool."""

@@ -12,6 +12,7 @@ from sqlalchemy import create_engine, func, select, text
 
 from bridge.db.models import Event
 from bridge.errors import StorageUnavailable
+from bridge.store import MAX_KEPT
 from tests.conftest import build_runtime, sign
 
 
@@ -160,7 +161,23 @@ def test_threads_storing_at_once_each_store_once(db_url, tmp_path):
         assert errors == []
         assert outcomes.count(True) == 40 and outcomes.count(False) == 80
         assert len(_events(rt)) == 40
-        assert rt.engine.pool.checkedout() <= 6
+        assert rt.engine.pool.checkedout() <= MAX_KEPT  # the rest went back to the pool
+    finally:
+        rt.close()
+
+
+def test_connections_beyond_the_few_kept_go_back_to_the_pool(db_url, tmp_path):
+    rt = build_runtime(db_url, tmp_path)
+    try:
+        taken = [rt.intake._take() for _ in range(MAX_KEPT + 3)]  # as many requests at once
+        assert rt.engine.pool.checkedout() == MAX_KEPT + 3
+        for conn, since in taken:
+            rt.intake._give_back(conn, since)
+        # the rest went back: the worker of `bridge serve` shares the pool
+        assert rt.engine.pool.checkedout() == MAX_KEPT
+        assert rt.intake.store(
+            provider="stripe", event_id="after", event_type="x", livemode=None, body=b"{}"
+        ) is True  # fmt: skip
     finally:
         rt.close()
 
