@@ -13,12 +13,18 @@ from bridge.web import error
 
 log = logging.getLogger("bridge.web")
 
+UNEXPECTED = "The bridge failed to handle this request; it has been logged."
 _SENTENCES = {
     400: "The request could not be understood.",
     404: "There is nothing at this address.",
     405: "This method is not allowed here.",
     413: "The request body is over the size limit.",
 }
+
+
+def log_storage_failure(exc: StorageUnavailable) -> None:
+    """One line naming the database's error class (never its message: it may quote values)."""
+    log.error("storage unavailable", extra={"error": exc.__cause__.__class__.__name__})
 
 
 def register_error_handlers(app: Flask) -> None:
@@ -39,10 +45,10 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(StorageUnavailable)
     def _storage(exc: StorageUnavailable) -> ResponseReturnValue:
-        log.error("storage unavailable", extra={"error": exc.__cause__.__class__.__name__})
+        log_storage_failure(exc)
         return error(exc.message, 503)
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> ResponseReturnValue:
         log.exception("unexpected error")
-        return error("The bridge failed to handle this request; it has been logged.", 500)
+        return error(UNEXPECTED, 500)

@@ -25,6 +25,7 @@ from bridge.errors import BadRequest, StorageUnavailable
 from bridge.metrics import WEBHOOKS
 from bridge.signatures import SignatureError
 from bridge.web import runtime
+from bridge.web.errors import UNEXPECTED, log_storage_failure
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -129,12 +130,11 @@ class StripeIntake:
         except BadRequest as exc:
             return _answer(start_response, exc.status, _error(exc.message))
         except StorageUnavailable as exc:
-            log.error("storage unavailable", extra={"error": exc.__cause__.__class__.__name__})
+            log_storage_failure(exc)
             return _answer(start_response, 503, _error(exc.message))
         except Exception:
-            log.exception("unexpected error")
-            sentence = "The bridge failed to handle this request; it has been logged."
-            return _answer(start_response, 500, _error(sentence))
+            logging.getLogger("bridge.web").exception("unexpected error")
+            return _answer(start_response, 500, _error(UNEXPECTED))
         body_out = _answer(start_response, 200, answer)
         if self.rt.intake.checkpoint_due():  # after the answer is sent (see Intake.after_answer)
             return ClosingIterator(body_out, self.rt.intake.after_answer)
