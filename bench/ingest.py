@@ -59,6 +59,16 @@ REQUIRED = {
 }
 
 
+_LEFT_OVER: list[Path] = []  # SQLite files of finished phases, deleted when the bench ends
+
+
+def remove_left_over() -> None:
+    """Delete the SQLite files of every phase (after the last measurement)."""
+    for path in _LEFT_OVER:
+        path.unlink(missing_ok=True)
+    _LEFT_OVER.clear()
+
+
 @dataclass
 class Database:
     """One fresh database of a backend, and how to drop it."""
@@ -82,9 +92,10 @@ def fresh_database(backend: str, workdir: Path, pg_admin: str) -> Database:
     if backend == "sqlite":
         path = workdir / f"bench-{uuid.uuid4().hex[:8]}.sqlite3"
 
-        def remove() -> None:
+        def remove() -> None:  # at the very end: deleting a file on a disk mounted with
+            # `discard` trims its blocks, which stalled the disk for the next measured run
             for suffix in ("", "-wal", "-shm", ".write-lock"):
-                Path(f"{path}{suffix}").unlink(missing_ok=True)
+                _LEFT_OVER.append(Path(f"{path}{suffix}"))
 
         return Database(backend, f"sqlite:///{path}", remove)
     name = f"bench_{uuid.uuid4().hex[:12]}"
@@ -423,6 +434,7 @@ def main() -> None:
                 print(f"{backend}: ack latency at {rate} req/s", file=sys.stderr)
                 data["ack"].append(ack(backend, rate, args, workdir))
         results["backends"][backend] = data
+    remove_left_over()
     if args.json:
         args.json.write_text(json.dumps(results, indent=2, default=str))
     print(report(results, args))
