@@ -45,7 +45,7 @@ _PG_INSERT = (
     b"VALUES ($1, $2, $3, $4, $5, $6, 0) ON CONFLICT (provider, event_id) DO NOTHING RETURNING id"
 )
 _PG_FORMATS = (0, 0, 0, 0, 0, 1)  # text, except the body: binary bytea
-CHECKPOINT_EVERY = 250  # rows per web process: ~1,300 WAL pages (a row writes about five: it, its indexes)
+CHECKPOINT_EVERY = 250  # rows per web process: ~1,300 WAL pages (a row writes about five)
 MAX_KEPT = 2  # idle connections kept per process; more at once are opened and closed
 RECYCLE_SECONDS = 1800  # as the PostgreSQL pool's pool_recycle (bridge.db.make_engine)
 _UNAVAILABLE = "the event could not be stored; retry later"
