@@ -266,3 +266,20 @@ def test_sqlite_checkpoints_come_after_the_answer_every_so_many_webhooks(
             assert checkpoints == []  # PostgreSQL has no WAL of ours to copy
     finally:
         rt.close()
+
+
+def test_a_connection_that_breaks_mid_body_is_a_json_400(app, rt):
+    class Broken(io.RawIOBase):
+        def read(self, size: int = -1) -> bytes:
+            raise ConnectionResetError("peer went away")
+
+    environ = {
+        "REQUEST_METHOD": "POST", "PATH_INFO": "/webhooks/stripe", "CONTENT_LENGTH": "100",
+        "wsgi.input": Broken(), "SERVER_NAME": "x", "SERVER_PORT": "80",
+        "wsgi.url_scheme": "http", "SERVER_PROTOCOL": "HTTP/1.1",
+    }  # fmt: skip
+    started: list[str] = []
+    body = b"".join(app.wsgi_app(environ, lambda status, headers: started.append(status)))
+    assert started == ["400 BAD REQUEST"]
+    assert json.loads(body) == {"error": "The request body ended early."}
+    assert _events(rt) == []

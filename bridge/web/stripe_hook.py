@@ -121,7 +121,10 @@ class StripeIntake:
             or environ.get("HTTP_TRANSFER_ENCODING")
         ):
             return self.app(environ, start_response)  # Flask's 413 / chunked body handling
-        body = environ["wsgi.input"].read(int(length))
+        try:
+            body = environ["wsgi.input"].read(int(length))
+        except OSError:  # the connection broke mid-body (gunicorn's NoMoreData is an OSError)
+            return _answer(start_response, 400, _error("The request body ended early."))
         if len(body) != int(length):  # the client went away mid-body: let Flask say so
             environ["wsgi.input"] = io.BytesIO(body)
             return self.app(environ, start_response)
