@@ -283,3 +283,41 @@ def test_a_connection_that_breaks_mid_body_is_a_json_400(app, rt):
     assert started == ["400 BAD REQUEST"]
     assert json.loads(body) == {"error": "The request body ended early."}
     assert _events(rt) == []
+
+
+def test_the_flask_routes_checkpoint_after_their_answers_too(
+    sqlite_url, tmp_path, fixture, monkeypatch
+):
+    """A chunked Stripe delivery (Flask's view) and a generic webhook count and checkpoint alike."""
+    import bridge.store
+    from bridge.app import create_app
+    from tests.test_generic_hook import CONVERSION, PLAIN_SECRET, plain_headers
+
+    checkpoints: list[object] = []
+    monkeypatch.setattr(bridge.store, "checkpoint", checkpoints.append)
+    monkeypatch.setattr(bridge.store, "CHECKPOINT_EVERY", 2)
+    rt = build_runtime(sqlite_url, tmp_path, GENERIC_WEBHOOK_SECRET=PLAIN_SECRET)
+    client = create_app(rt=rt).test_client()
+    try:
+        seen = []
+        for n in range(2):
+            body = _body(fixture, f"evt_chunk_{n}")
+            response = client.post(
+                "/webhooks/stripe", input_stream=io.BytesIO(body),
+                headers={"Stripe-Signature": sign(body), "Transfer-Encoding": "chunked"},
+                environ_overrides={"wsgi.input_terminated": True},
+            )  # fmt: skip
+            seen.append((response.status_code, len(checkpoints)))
+            response.close()
+        for n in range(2):
+            body = json.dumps({**CONVERSION, "id": f"gen-{n}", "external_id": f"o-{n}"}).encode()
+            response = client.post(
+                "/webhooks/generic", data=body, headers=plain_headers(body),
+                content_type="application/json",
+            )  # fmt: skip
+            seen.append((response.status_code, len(checkpoints)))
+            response.close()
+        assert seen == [(200, 0), (200, 0), (200, 1), (200, 1)]  # each after its answer
+        assert checkpoints == [rt.engine, rt.engine]
+    finally:
+        rt.close()
