@@ -7,6 +7,7 @@ import sys
 from flask import Flask
 
 from bridge.errors import ConfigError
+from bridge.heap import settle
 from bridge.logs import configure_logging
 from bridge.runtime import Runtime
 from bridge.settings import Settings, load_settings
@@ -20,6 +21,7 @@ def create_app(settings: Settings | None = None, *, rt: Runtime | None = None) -
     app = Flask(__name__, instance_relative_config=True)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.json.sort_keys = False  # type: ignore[attr-defined]
+    serving = settings is None and rt is None  # gunicorn's worker building its app
     if rt is None:
         try:
             rt = Runtime.build(settings or load_settings(), app.instance_path)
@@ -36,6 +38,8 @@ def create_app(settings: Settings | None = None, *, rt: Runtime | None = None) -
     from bridge.web.stripe_hook import StripeIntake
 
     app.wsgi_app = StripeIntake(app.wsgi_app, rt, MAX_BODY_BYTES)  # type: ignore[method-assign]
+    if serving:
+        settle()
     return app
 
 

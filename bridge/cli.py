@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from bridge.errors import ConfigError
+from bridge.heap import settle
 from bridge.logs import configure_logging
 from bridge.runtime import Runtime
 from bridge.settings import load_settings
@@ -71,6 +72,7 @@ def serve(host: str, port: int | None) -> None:
     server = make_server(
         host, port or rt.settings.port, app, threaded=True, request_handler=RequestLog
     )
+    settle()
     _on_sigterm(worker.stop)
     threading.Thread(target=worker.run, name="worker", daemon=True).start()
     threading.Thread(target=_shutdown_on, args=(worker.stop, server.shutdown), daemon=True).start()
@@ -90,6 +92,7 @@ def worker() -> None:
 
     rt = _runtime()
     w = Worker(rt)
+    settle()
     _on_sigterm(w.stop)
     w.run()
 

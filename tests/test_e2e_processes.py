@@ -100,8 +100,8 @@ def test_gunicorn_and_worker_send_the_exact_calls(
     env = {**BASE_ENV, "DATABASE_URL": f"sqlite:///{db}", "TRACKDESK_BASE_URL": fake.url}
     upgraded = run_bridge(["db", "upgrade"], env, cwd=tmp_path)
     assert upgraded.returncode == 0, upgraded.stderr
-    _, web = procs.gunicorn(env, cwd=tmp_path)
-    procs.worker(env, cwd=tmp_path)
+    gunicorn, web = procs.gunicorn(env, cwd=tmp_path)
+    worker = procs.worker(env, cwd=tmp_path)
     checkout = fresh_checkout()
 
     assert deliver(web, checkout) == {"received": True, "duplicate": False}
@@ -118,6 +118,9 @@ def test_gunicorn_and_worker_send_the_exact_calls(
                                                    "dead": 0}  # fmt: skip
     assert status["dead_letters"] == []
     assert len(fake.seen()) == 2  # the duplicate delivery sent nothing more
+    # Each server process froze its start-up objects (bridge.heap): both web workers, the worker.
+    assert gunicorn.log.read_text().count("start-up objects frozen") == 2
+    assert worker.log.read_text().count("start-up objects frozen") == 1
 
 
 def embedded_env(fake_url: str) -> dict[str, str]:
