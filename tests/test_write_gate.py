@@ -193,3 +193,23 @@ def test_the_worker_leaves_checkpoints_to_the_web_while_webhooks_arrive(rt, monk
     worker.stop.wait = lambda timeout=None: next(rounds)  # type: ignore[method-assign]
     worker._checkpoint_loop()
     assert calls == []  # a webhook just arrived: the web processes checkpoint after answering
+
+
+def test_only_the_processing_thread_keeps_its_cpu_priority(rt, monkeypatch):
+    """Processing holds SQLite's write lock, which webhooks wait for: lowered, it was descheduled
+    while holding it. Delivery and checkpoint threads give way to web requests."""
+    import bridge.worker
+    from bridge.worker import Worker
+
+    lowered: list[str] = []
+    monkeypatch.setattr(bridge.worker, "_lower_priority", lambda: lowered.append(current()))
+    current = lambda: threading.current_thread().name  # noqa: E731
+    worker = Worker(rt)
+    worker.stop.set()  # each loop ends at once, after its set-up
+    for name, loop in (("process", worker._process_loop), ("deliver-0", worker._deliver_loop),
+                       ("checkpoint", worker._checkpoint_loop)):  # fmt: skip
+        args = (0,) if name == "deliver-0" else ()
+        thread = threading.Thread(target=loop, args=args, name=name)
+        thread.start()
+        thread.join()
+    assert lowered == ["deliver-0", "checkpoint"]
