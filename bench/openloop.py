@@ -38,6 +38,7 @@ class Results:
     lags: list[float] = field(default_factory=list)
     slow: Counter[int] = field(default_factory=Counter)  # answers over SLOW, by second of the run
     failures: Counter[str] = field(default_factory=Counter)
+    started_unix: float = 0.0  # wall-clock time of the first scheduled send, to match server logs
 
 
 def percentile(values: list[float], pct: float) -> float:
@@ -96,6 +97,7 @@ def run(url: str, requests: list[bytes], rate: float, duration: float) -> Result
     out = Results()
     count = int(rate * duration)
     start = time.perf_counter() + 0.05
+    out.started_unix = time.time() + 0.05
     selector = selectors.DefaultSelector()
     inflight: set[_Exchange] = set()
     index = 0
@@ -182,6 +184,7 @@ def summary(out: Results, rate: float, duration: float, cpu_seconds: float) -> d
         "client_lag_p99_ms": round(percentile(lags, 99), 2),
         "client_cpu_share": round(cpu_seconds / duration, 3),
         "over_25ms_by_second": dict(sorted(out.slow.items())),  # type: ignore[dict-item]
+        "started_unix": round(out.started_unix, 3),
     }
 
 
