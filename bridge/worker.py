@@ -3,7 +3,8 @@
 Any number of workers may run against one database. Event processing is serialised by a lock
 (it is quick and only touches the database); delivery runs in a few threads per worker, each
 claiming rows under a lease, taking a slot of the shared rate limit, sending, and recording the
-outcome.
+outcome. Idle delivery threads wait on a doorbell (`bridge.doorbell`) that processing rings, so
+calls start as soon as their event is processed, and only one idle thread polls on a timer.
 
 The lease on claimed rows is `LEASE` (60 s); `BRIDGE_WORKER_LEASE_SECONDS` overrides it, so that
 tests which kill a worker see its rows taken over in seconds. Keep it well above the Trackdesk
@@ -30,6 +31,7 @@ from bridge import outbox
 from bridge.db import CHECKPOINT_SECONDS, checkpoint_every, is_sqlite, reading
 from bridge.db.models import Event, utcnow
 from bridge.delivery import deliver_one
+from bridge.doorbell import Doorbell
 from bridge.processing import expire_holds, process_pending_events
 from bridge.retry import RetryPolicy
 from bridge.runtime import Runtime
@@ -87,6 +89,7 @@ class Worker:
         self.limiter = SharedRateLimit(rt.sessions, rt.settings.trackdesk_rate_limit)
         self.policy = RetryPolicy(base=rt.settings.trackdesk_retry_base)
         self.stop = threading.Event()
+        self.doorbell = Doorbell(POLL_SECONDS)  # idle delivery threads wait here
         self.rng = random.Random()
         self.arrivals = Arrivals()
 
@@ -106,6 +109,7 @@ class Worker:
 
     def _rest(self, worked: float) -> bool:
         """Rest after an event while webhooks arrive; True when the worker is stopping."""
+        self.doorbell.ring()  # its calls are queued: delivery starts now, not after the rest
         pause = self.rest_after(worked)
         return self.stop.wait(pause) if pause > 0 else self.stop.is_set()
 
@@ -137,7 +141,9 @@ class Worker:
             except Exception:  # keep the loop alive; the row stays unprocessed and is retried
                 log.exception("event processing failed")
                 busy = 0
-            if not busy:
+            if busy:
+                self.doorbell.ring()
+            else:
                 self.rt.wake.wait(POLL_SECONDS)
                 self.rt.wake.clear()
 
@@ -145,13 +151,16 @@ class Worker:
         me = f"{self.id}/{index}"
         _lower_priority()
         while not self.stop.is_set():
+            mark = self.doorbell.mark()
             try:
                 claimed = self.deliver_once(me)
             except Exception:
                 log.exception("delivery round failed")
                 claimed = 0
-            if not claimed:
-                self.stop.wait(POLL_SECONDS)
+            if claimed:
+                self.doorbell.ring()  # what was sent may have made its dependents due
+            else:
+                self.doorbell.wait(mark)
 
     def _checkpoint_loop(self) -> None:
         """SQLite: copy the WAL into the database file now and then, outside the writers' gate
@@ -177,6 +186,7 @@ class Worker:
             thread.start()
         self.stop.wait()
         self.rt.wake.set()
+        self.doorbell.ring()
         for thread in loops:
             thread.join(timeout=30)
         log.info("worker stopped", extra={"worker": self.id})
