@@ -13,11 +13,12 @@ serialises writers with `BEGIN IMMEDIATE`.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, and_, or_, select, update
+from sqlalchemy import BindParameter, Select, and_, bindparam, or_, select, update
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from bridge.db import read_session, transaction
@@ -76,11 +77,10 @@ def claim(
 ) -> list[Claimed]:
     """Lease up to `limit` due rows whose dependency was delivered; no two workers share one."""
     now = now or utcnow()
-    query = _due(now, limit).with_for_update(of=Outbox, skip_locked=True)
     if _is_sqlite(sessions) and not _anything_due(sessions, now):
         return []  # an idle poll must not take the write lock webhooks wait for
     with transaction(sessions) as session:
-        rows = session.execute(query).all()
+        rows = session.execute(_due_for_update(), {"now": now, "limit": limit}).all()
         if not rows:
             return []
         ids = [row.id for row, _ in rows]
@@ -102,9 +102,12 @@ def claim(
         ]
 
 
-def _due(now: datetime, limit: int) -> Select[Outbox, datetime | None]:
-    """Due rows, not leased, whose dependency (if any) was delivered; oldest first."""
+@functools.cache
+def _due() -> Select[Outbox, datetime | None]:
+    """Due rows at `:now`, not leased, whose dependency (if any) was delivered; oldest first, at
+    most `:limit`. Built once: building it cost ~0.65 ms a poll, more than running it."""
     dep = aliased(Outbox)
+    now: BindParameter[datetime] = bindparam("now")
     return (
         select(Outbox, dep.delivered_at)
         .outerjoin(dep, dep.id == Outbox.depends_on_id)
@@ -115,8 +118,14 @@ def _due(now: datetime, limit: int) -> Select[Outbox, datetime | None]:
             or_(Outbox.depends_on_id.is_(None), and_(dep.state == DELIVERED)),
         )
         .order_by(Outbox.next_attempt_at, Outbox.id)
-        .limit(limit)
+        .limit(bindparam("limit"))
     )
+
+
+@functools.cache
+def _due_for_update() -> Select[Outbox, datetime | None]:
+    """`_due`, locking the rows it returns; PostgreSQL skips rows another worker is claiming."""
+    return _due().with_for_update(of=Outbox, skip_locked=True)
 
 
 def _is_sqlite(sessions: sessionmaker[Session]) -> bool:
@@ -127,7 +136,7 @@ def _is_sqlite(sessions: sessionmaker[Session]) -> bool:
 def _anything_due(sessions: sessionmaker[Session], now: datetime) -> bool:
     """A read-only look for a row `claim` would take."""
     with read_session(sessions) as session:
-        return session.execute(_due(now, 1)).first() is not None
+        return session.execute(_due(), {"now": now, "limit": 1}).first() is not None
 
 
 def _finish(

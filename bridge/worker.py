@@ -157,10 +157,11 @@ class Worker:
             except Exception:
                 log.exception("delivery round failed")
                 claimed = 0
-            if claimed:
-                self.doorbell.ring()  # what was sent may have made its dependents due
-            else:
+            if claimed >= self.batch:
+                self.doorbell.ring()  # a full batch: more rows may be due, for idle threads
+            elif not claimed:
                 self.doorbell.wait(mark)
+            # else: this thread looks again at once (what it sent may have made others due)
 
     def _checkpoint_loop(self) -> None:
         """SQLite: copy the WAL into the database file now and then, outside the writers' gate

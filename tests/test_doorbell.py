@@ -66,7 +66,7 @@ def test_the_lookout_role_passes_to_one_waiter_and_the_others_sleep_on() -> None
 
 
 def test_processing_and_sending_ring_the_workers_doorbell(rt, monkeypatch) -> None:
-    """Calls start as soon as their event is processed, and a sent link frees its conversion."""
+    """Calls start as soon as their event is processed; a full batch calls idle threads to help."""
     from bridge.worker import Worker
 
     worker = Worker(rt)
@@ -74,11 +74,15 @@ def test_processing_and_sending_ring_the_workers_doorbell(rt, monkeypatch) -> No
     worker._rest(0.0)  # called after each event the paced processing loop handles
     assert worker.doorbell.mark() != mark
 
+    claims = iter([1, worker.batch])
+
     def deliver_once(worker_id: str | None = None) -> int:
-        worker.stop.set()  # one round only
-        return 1  # claimed (and sent) one row
+        claimed = next(claims)
+        if claimed == worker.batch:
+            worker.stop.set()  # two rounds only
+        return claimed
 
     mark = worker.doorbell.mark()
     monkeypatch.setattr(worker, "deliver_once", deliver_once)
-    worker._deliver_loop(0)
-    assert worker.doorbell.mark() != mark
+    worker._deliver_loop(0)  # a partial batch: it looks again itself; a full one: it rings
+    assert worker.doorbell.mark() == mark + 1
