@@ -233,16 +233,22 @@ def ack_run(backend: str, with_worker: bool, rate: float, args: argparse.Namespa
         if with_worker:
             _, fake_url = procs.fake_trackdesk(record=record, delay=args.trackdesk_delay)
             env = bridge_env(db.url, fake_url)
-        _, bridge_url = procs.gunicorn(env, app=BRIDGE_APP, name="bridge", threads=args.threads)
+        web, bridge_url = procs.gunicorn(env, app=BRIDGE_APP, name="bridge", threads=args.threads)
+        watched = {"web": web.pid}
         if with_worker:
-            procs.worker(env)
+            watched["worker"] = procs.worker(env).pid
         url = bridge_url + "/webhooks/stripe"
         # Both request files are signed first, so the measured run follows the warm-up at once:
         # a pause between them would let the worker run free just as the load comes back.
         warm_up = write_request_file(workdir / "warm-up.tsv", int(rate))
         requests = fresh_file(workdir, int(rate * args.ack_seconds) + 1)
         openloop(url, warm_up, rate, 1.0)  # warm-up second
+        before = {name: cpu_seconds(pid) for name, pid in watched.items()}
         result = openloop(url, requests, rate, args.ack_seconds)
+        # CPU seconds each process used during the measured run (the worker's share of the
+        # machine is what it takes from the web's answers)
+        result["cpu_s"] = {name: round(cpu_seconds(pid) - before[name], 2)
+                           for name, pid in watched.items()}  # fmt: skip
         result["events_processed"] = db.count(
             "SELECT count(*) FROM events WHERE processed_at IS NOT NULL")
         result["trackdesk_calls"] = len(read_recordings(record)) if with_worker else 0
@@ -367,12 +373,18 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> str:
               f"worker: `bridge worker`, Trackdesk answering in {args.trackdesk_delay * 1000:.0f} "
               "ms). Latency from the scheduled send to the end of the answer.", "",
               "| backend | rate req/s | mode | p50 ms | p99 ms (runs) | max ms | failures "
-              "| events processed | Trackdesk calls | client lag p99 ms |",
-              "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+              "| events processed | Trackdesk calls | client lag p99 ms | CPU s in the run |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for backend, data in results["backends"].items():
         for phase in data.get("ack", []):
             lines += _ack_rows(backend, phase)
     return "\n".join(lines)
+
+
+def _cpu(runs: list[dict[str, Any]]) -> str:
+    """Median CPU seconds per process over the runs, e.g. "web 8.4, worker 0.4"."""
+    names = runs[0].get("cpu_s", {})
+    return ", ".join(f"{name} {median([r['cpu_s'][name] for r in runs]):.2f}" for name in names)
 
 
 def _ack_rows(backend: str, phase: dict[str, Any]) -> list[str]:
@@ -387,7 +399,7 @@ def _ack_rows(backend: str, phase: dict[str, Any]) -> list[str]:
             f"{max(r['max_ms'] for r in runs):.1f} | {sum(r['failures'] for r in runs)} | "
             f"{sum(r['events_processed'] for r in runs)} | "
             f"{sum(r['trackdesk_calls'] for r in runs)} | "
-            f"{max(r['client_lag_p99_ms'] for r in runs):.1f} |")  # fmt: skip
+            f"{max(r['client_lag_p99_ms'] for r in runs):.1f} | {_cpu(runs)} |")  # fmt: skip
     return lines
 
 
