@@ -2,11 +2,12 @@
 
 Idle threads used to look in the outbox every 0.25 s each: four threads, sixteen queries a second
 per worker doing nothing (measured: ~7 % of a core, and SQLite read transactions beside every
-webhook insert). Now the worker rings the doorbell when it may have made work (an event processed,
-calls sent whose dependents may now be due) and every idle thread wakes at once; between rings,
-one idle thread at a time, the lookout, also wakes every `interval` to look for rows that others
-queued (web processes' `/capture` links, other workers, retries coming due, replays). The lookout
-role passes to the next idle thread as soon as its holder goes to look.
+webhook insert). Now the worker rings the doorbell when it may have made work (an event processed;
+a thread that claimed a full batch, so more rows may be due) and every idle thread wakes at once;
+a thread that sent a partial batch looks again itself, for the calls that waited on it. Between
+rings, one idle thread at a time, the lookout, also wakes every `interval` to look for rows that
+others queued (web processes' `/capture` links, other workers, retries coming due, replays). The
+lookout role passes to the next idle thread as soon as its holder goes to look.
 """
 
 from __future__ import annotations
