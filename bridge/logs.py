@@ -75,10 +75,9 @@ def configure_logging(fmt: str = "json", level: int = logging.INFO) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     root.propagate = False
-    # What neither format prints, so records need not collect it (every webhook logs a line):
-    # the caller's file and line, process and thread ids and names (logging's documented
-    # optimisation switches).
+    # What no format in these processes prints, so records need not collect it (every webhook
+    # logs a line): the caller's file and line, the multiprocessing process name (logging's
+    # documented optimisation switches). Process and thread ids stay: the switches are global,
+    # and gunicorn's own log lines in a worker print `%(process)d` (None fails to format).
     logging._srcfile = None
-    logging.logThreads = False
-    logging.logProcesses = False
     logging.logMultiprocessing = False
