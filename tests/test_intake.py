@@ -237,15 +237,22 @@ def test_a_connection_the_server_dropped_costs_one_503_then_intake_recovers(pg_u
         rt.close()
 
 
-def test_sqlite_checkpoints_come_after_the_answer_every_so_many_webhooks(
-    db_url, tmp_path, fixture, monkeypatch
-):
+def _spy_on_checkpoints(monkeypatch: pytest.MonkeyPatch, every: int) -> list[object]:
+    """The engines web processes checkpoint after their answers, one every `every` webhooks."""
     import bridge.store
-    from bridge.app import create_app
 
     checkpoints: list[object] = []
     monkeypatch.setattr(bridge.store, "checkpoint", checkpoints.append)
-    monkeypatch.setattr(bridge.store, "CHECKPOINT_EVERY", 3)
+    monkeypatch.setattr(bridge.store, "CHECKPOINT_EVERY", every)
+    return checkpoints
+
+
+def test_sqlite_checkpoints_come_after_the_answer_every_so_many_webhooks(
+    db_url, tmp_path, fixture, monkeypatch
+):
+    from bridge.app import create_app
+
+    checkpoints = _spy_on_checkpoints(monkeypatch, every=3)
     rt = build_runtime(db_url, tmp_path)
     client = create_app(rt=rt).test_client()
     try:
@@ -289,13 +296,10 @@ def test_the_flask_routes_checkpoint_after_their_answers_too(
     sqlite_url, tmp_path, fixture, monkeypatch
 ):
     """A chunked Stripe delivery (Flask's view) and a generic webhook count and checkpoint alike."""
-    import bridge.store
     from bridge.app import create_app
     from tests.test_generic_hook import CONVERSION, PLAIN_SECRET, plain_headers
 
-    checkpoints: list[object] = []
-    monkeypatch.setattr(bridge.store, "checkpoint", checkpoints.append)
-    monkeypatch.setattr(bridge.store, "CHECKPOINT_EVERY", 2)
+    checkpoints = _spy_on_checkpoints(monkeypatch, every=2)
     rt = build_runtime(sqlite_url, tmp_path, GENERIC_WEBHOOK_SECRET=PLAIN_SECRET)
     client = create_app(rt=rt).test_client()
     try:
