@@ -141,9 +141,7 @@ class Worker:
             except Exception:  # keep the loop alive; the row stays unprocessed and is retried
                 log.exception("event processing failed")
                 busy = 0
-            if busy:
-                self.doorbell.ring()
-            else:
+            if not busy:  # (each processed event rang the doorbell already, in `_rest`)
                 self.rt.wake.wait(POLL_SECONDS)
                 self.rt.wake.clear()
 
