@@ -225,14 +225,15 @@ def openloop(url: str, request_file: Path, rate: float, seconds: float) -> dict[
 
 
 def ack_run(backend: str, with_worker: bool, rate: float, args: argparse.Namespace,
-            workdir: Path, label: str) -> dict[str, Any]:
-    """Ack latency at `rate` on a fresh database, with or without a worker and a slow Trackdesk."""
+            workdir: Path, label: str, extra_env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Ack latency at `rate` on a fresh database, with or without a worker and a slow Trackdesk
+    (`extra_env`: more variables for the bridge's processes, as bench/ab.py sets them)."""
     with database(backend, workdir, args.pg_url) as db, Procs(workdir / "logs" / label) as procs:
-        env = bridge_env(db.url)
+        env = {**bridge_env(db.url), **(extra_env or {})}
         record = workdir / f"{label}-trackdesk.jsonl"
         if with_worker:
             _, fake_url = procs.fake_trackdesk(record=record, delay=args.trackdesk_delay)
-            env = bridge_env(db.url, fake_url)
+            env = {**bridge_env(db.url, fake_url), **(extra_env or {})}
         web, bridge_url = procs.gunicorn(env, app=BRIDGE_APP, name="bridge", threads=args.threads)
         watched = {"web": web.pid}
         if with_worker:
