@@ -44,14 +44,16 @@ LEASE_ENV = "BRIDGE_WORKER_LEASE_SECONDS"
 POLL_SECONDS = 0.25
 WORKER_NICENESS = 10
 # While webhooks are arriving, the worker rests after each event in proportion to the time the
-# event took: PROCESSING_REST_RATIO times as long, and more as webhooks arrive faster (times
-# rate / BUSY_RATE above BUSY_RATE per second), up to MAX_REST. Processing holds SQLite's single
-# write lock (webhooks queue behind it) and shares the CPU, so a busy intake keeps both: about
-# 12 events/s are processed at up to 100 webhooks/s, about one per second in a burst of
-# thousands; with no webhook in the last seconds (catching up, a backfill) it runs free.
+# event took: PROCESSING_REST_RATIO times as long up to BUSY_RATE webhooks per second, and
+# (rate / BUSY_RATE) squared times more above it (40 times at 200/s, 250 at 500/s), up to MAX_REST.
+# Processing holds SQLite's single write lock (webhooks queue behind it), shares the CPU, and
+# what it processes starts deliveries, so a busy intake keeps all three: about 12 events/s are
+# processed at up to 100 webhooks/s, one every few seconds in a burst of thousands (one a second
+# there still pushed the webhooks' p99 over 25 ms on two shared cores: docs/benchmarks.md);
+# with no webhook in the last seconds (catching up, a backfill) it runs free.
 PROCESSING_REST_RATIO = 10.0
 BUSY_RATE = 100.0
-MAX_REST = 1.0
+MAX_REST = 4.0
 ARRIVING_WINDOW = timedelta(seconds=2)
 
 
@@ -104,7 +106,7 @@ class Worker:
         rate = self.arrivals.rate(self.rt)
         if rate == 0.0:
             return 0.0
-        ratio = PROCESSING_REST_RATIO * max(1.0, rate / BUSY_RATE)
+        ratio = PROCESSING_REST_RATIO * max(1.0, rate / BUSY_RATE) ** 2
         return min(worked * ratio, MAX_REST)
 
     def _rest(self, worked: float) -> bool:

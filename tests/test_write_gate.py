@@ -118,10 +118,13 @@ def test_the_worker_rests_only_while_webhooks_arrive_and_longer_the_faster_they_
     stored(50)
     clock[0] += 1.0
     assert worker.rest_after(0.01) == pytest.approx(0.1)  # 50/s: still 10x
-    stored(600)
+    stored(200)
     clock[0] += 1.0
-    assert worker.rest_after(0.01) == pytest.approx(0.6)  # 600/s: 60x
-    assert worker.rest_after(0.1) == 1.0  # never more than a second
+    assert worker.rest_after(0.01) == pytest.approx(0.4)  # 200/s: 10x (200/100)^2 = 40x
+    stored(500)
+    clock[0] += 1.0
+    assert worker.rest_after(0.002) == pytest.approx(0.5)  # 500/s: 250x
+    assert worker.rest_after(0.1) == 4.0  # never more than MAX_REST
     with rt.engine.begin() as conn:
         conn.execute(update(Event).values(received_at=utcnow() - timedelta(minutes=1)))
     clock[0] += 1.0
