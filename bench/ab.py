@@ -18,11 +18,10 @@ import argparse
 import ast
 import json
 import os
-import time
 from pathlib import Path
 from typing import Any
 
-from bench.ingest import PG_ADMIN, ROOT, ack_run
+from bench.ingest import PG_ADMIN, ROOT, ack_run, work_folder
 
 SITECUSTOMIZE = '''"""Written by bench/ab.py: one variant's assignments, made at start-up."""
 import importlib
@@ -65,8 +64,7 @@ def arguments() -> argparse.Namespace:
 def main() -> None:
     """Alternate the variants round after round; print one JSON line per run."""
     args = arguments()
-    workdir = args.workdir or Path(f"/tmp/bridge-ab-{time.strftime('%Y%m%d-%H%M%S')}")
-    workdir.mkdir(parents=True, exist_ok=True)
+    workdir = work_folder(args.workdir, "bridge-ab")
     variants = [variant_env(spec, workdir) for spec in args.variant]
     ingest_args = argparse.Namespace(pg_url=args.pg_url, trackdesk_delay=0.5,
                                      ack_seconds=args.seconds, threads=1)  # fmt: skip

@@ -427,11 +427,17 @@ def arguments() -> argparse.Namespace:
     return parser.parse_args()
 
 
+def work_folder(given: Path | None, prefix: str) -> Path:
+    """The folder for logs, request files and databases: `given`, else a new one under /tmp."""
+    workdir = given or Path(f"/tmp/{prefix}-{time.strftime('%Y%m%d-%H%M%S')}")
+    workdir.mkdir(parents=True, exist_ok=True)
+    return workdir
+
+
 def main() -> None:
     """Run every phase for every backend and print the report."""
     args = arguments()
-    workdir = args.workdir or Path(f"/tmp/bridge-bench-{time.strftime('%Y%m%d-%H%M%S')}")
-    workdir.mkdir(parents=True, exist_ok=True)
+    workdir = work_folder(args.workdir, "bridge-bench")
     results: dict[str, Any] = {"machine": machine(), "backends": {}}
     for backend in args.backends.split(","):
         data: dict[str, Any] = {}
