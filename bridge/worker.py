@@ -55,6 +55,9 @@ PROCESSING_REST_RATIO = 10.0
 BUSY_RATE = 100.0
 MAX_REST = 4.0
 ARRIVING_WINDOW = timedelta(seconds=2)
+# Resting is for a worker that shares a machine (and, on SQLite, the write lock) with the web; a
+# worker on a machine of its own against PostgreSQL (a Heroku worker dyno) gains nothing by it.
+REST_ENV = "BRIDGE_WORKER_REST"
 
 
 def lease_from_env(env: Mapping[str, str] | None = None) -> timedelta:
@@ -77,16 +80,33 @@ def lease_from_env(env: Mapping[str, str] | None = None) -> timedelta:
     return timedelta(seconds=seconds)
 
 
+def rest_from_env(env: Mapping[str, str] | None = None) -> bool:
+    """Whether the worker rests while webhooks arrive: `BRIDGE_WORKER_REST=off` says no."""
+    raw = (os.environ if env is None else env).get(REST_ENV, "").strip().lower()
+    if raw in ("off", "0", "false", "no"):
+        return False
+    if raw not in ("", "on", "1", "true", "yes"):
+        log.warning("ignoring %s: neither on nor off; the worker rests as by default", REST_ENV)
+    return True
+
+
 class Worker:
     """One worker process's loops: event processing plus `threads` delivery loops."""
 
     def __init__(
-        self, rt: Runtime, *, threads: int = 4, batch: int = 5, lease: timedelta | None = None
+        self,
+        rt: Runtime,
+        *,
+        threads: int = 4,
+        batch: int = 5,
+        lease: timedelta | None = None,
+        rest: bool | None = None,
     ) -> None:
         self.rt = rt
         self.threads = threads
         self.batch = batch
         self.lease = lease if lease is not None else lease_from_env()
+        self.rests = rest if rest is not None else rest_from_env()
         self.id = f"{socket.gethostname()}:{os.getpid()}:{random.randrange(16**6):06x}"
         self.limiter = SharedRateLimit(rt.sessions, rt.settings.trackdesk_rate_limit)
         self.policy = RetryPolicy(base=rt.settings.trackdesk_retry_base)
@@ -103,6 +123,8 @@ class Worker:
 
     def rest_after(self, worked: float) -> float:
         """Seconds to rest after an event that took `worked` seconds (see PROCESSING_REST_RATIO)."""
+        if not self.rests:
+            return 0.0
         rate = self.arrivals.rate(self.rt)
         if rate == 0.0:
             return 0.0
@@ -172,7 +194,10 @@ class Worker:
 
     def run(self) -> None:
         """Run until `stop` is set (SIGTERM), finishing the call in flight."""
-        log.info("worker started", extra={"worker": self.id, "threads": self.threads})
+        log.info(
+            "worker started",
+            extra={"worker": self.id, "threads": self.threads, "rests": self.rests},
+        )
         self.rt.warn_about_settings()
         loops = [threading.Thread(target=self._process_loop, name="process", daemon=True)]
         if is_sqlite(self.rt.engine):

@@ -131,6 +131,53 @@ def test_the_worker_rests_only_while_webhooks_arrive_and_longer_the_faster_they_
     assert worker.rest_after(0.01) == 0.0  # the burst is over: full speed again
 
 
+def test_a_worker_told_not_to_rest_runs_free_while_webhooks_arrive(rt):
+    from bridge.store import store_event
+    from bridge.worker import Arrivals, Worker
+
+    clock = [100.0]
+    resting, free = Worker(rt), Worker(rt, rest=False)
+    for worker in (resting, free):
+        worker.arrivals = Arrivals(clock=lambda: clock[0])
+    for n in range(300):
+        store_event(
+            rt.engine, provider="stripe", event_id=f"evt_{n}", event_type="x", livemode=True,
+            body=b"{}",
+        )  # fmt: skip
+    assert resting.rest_after(0.01) == pytest.approx(0.1)  # webhooks are arriving
+    assert free.rest_after(0.01) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("value", "rests"),
+    [(None, True), ("", True), ("on", True), ("off", False), (" OFF ", False), ("0", False),
+     ("false", False), ("no", False), ("1", True)],
+)  # fmt: skip
+def test_bridge_worker_rest_switches_resting_off(value, rests):
+    from bridge.worker import REST_ENV, rest_from_env
+
+    assert rest_from_env({} if value is None else {REST_ENV: value}) is rests
+
+
+def test_an_unreadable_bridge_worker_rest_keeps_resting_and_says_so():
+    import logging
+
+    from bridge.worker import REST_ENV, rest_from_env
+
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append  # type: ignore[method-assign]
+    logger = logging.getLogger("bridge.worker")  # the bridge's own loggers do not propagate
+    logger.addHandler(handler)
+    try:
+        assert rest_from_env({REST_ENV: "sometimes"}) is True
+    finally:
+        logger.removeHandler(handler)
+    assert [r.getMessage() for r in records] == [
+        f"ignoring {REST_ENV}: neither on nor off; the worker rests as by default"
+    ]
+
+
 def test_a_paced_round_rests_after_each_event_while_webhooks_arrive(rt, fixture):
     import json
 
