@@ -121,6 +121,7 @@ def test_gunicorn_and_worker_send_the_exact_calls(
     # Each server process froze its start-up objects (bridge.heap): both web workers, the worker.
     assert gunicorn.log.read_text().count("start-up objects frozen") == 2
     assert worker.log.read_text().count("start-up objects frozen") == 1
+    assert "rests=True" in worker.log.read_text()  # gives way to webhooks by default (text logs)
     gunicorn.stop()  # gunicorn's own lines in its workers still format (bridge.logs)
     assert gunicorn.log.read_text().count("Worker exiting") == 2
     assert "Logging error" not in gunicorn.log.read_text()

@@ -117,7 +117,10 @@ def test_three_workers_deliver_a_thousand_rows_exactly_once(
     """1,000 rows, 3 processes: each body arrives once, none is missing, the cap holds."""
     limit, count = 200, 1000
     rows = fill_outbox(engine, count)
-    workers = procs.workers(worker_env(pg_url, fake, TRACKDESK_RATE_LIMIT=str(limit)), 3)
+    # As on worker dynos of their own: no giving way to webhooks (BRIDGE_WORKER_REST).
+    env = worker_env(pg_url, fake, TRACKDESK_RATE_LIMIT=str(limit), BRIDGE_WORKER_REST="off")
+    workers = procs.workers(env, 3)
+    assert all("rests=False" in w.log_text() for w in workers)
 
     wait_all_delivered(engine, count, workers)
 
