@@ -229,11 +229,11 @@ def ack_run(backend: str, with_worker: bool, rate: float, args: argparse.Namespa
     """Ack latency at `rate` on a fresh database, with or without a worker and a slow Trackdesk
     (`extra_env`: more variables for the bridge's processes, as bench/ab.py sets them)."""
     with database(backend, workdir, args.pg_url) as db, Procs(workdir / "logs" / label) as procs:
-        env = {**bridge_env(db.url), **(extra_env or {})}
         record = workdir / f"{label}-trackdesk.jsonl"
+        trackdesk = UNREACHABLE
         if with_worker:
-            _, fake_url = procs.fake_trackdesk(record=record, delay=args.trackdesk_delay)
-            env = {**bridge_env(db.url, fake_url), **(extra_env or {})}
+            _, trackdesk = procs.fake_trackdesk(record=record, delay=args.trackdesk_delay)
+        env = {**bridge_env(db.url, trackdesk), **(extra_env or {})}
         web, bridge_url = procs.gunicorn(env, app=BRIDGE_APP, name="bridge", threads=args.threads)
         watched = {"web": web.pid}
         if with_worker:
