@@ -24,10 +24,9 @@ from bridge.db.models import Conversion, Event
 from bridge.runtime import Runtime
 from bridge.settings import Settings
 from bridge.worker import Worker
+from tests.support.shared_fixtures import FIXTURES
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
-FIXTURES = SHARED / "fixtures"
 STRIPE_SECRET = "whsec_test_bridge_secret_0123456789"
 PG_ADMIN_URL = os.environ.get(
     "BRIDGE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"

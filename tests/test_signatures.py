@@ -8,7 +8,6 @@ import hmac
 import json
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,8 +27,8 @@ from bridge.signatures import (
     TimestampTooNewError,
     TimestampTooOldError,
 )
+from tests.support.shared_fixtures import FIXTURES
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"  # ../shared/fixtures
 STRIPE_VECTORS: dict[str, Any] = json.loads(
     (FIXTURES / "stripe_signature_vectors.json").read_bytes()
 )

@@ -1,4 +1,4 @@
-"""Load the shared Stripe fixtures (../shared/fixtures/stripe beside the checkout), fresh copies."""
+"""Load the shared Stripe fixtures (see tests.support.shared_fixtures), fresh copies."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "stripe"
+from tests.support.shared_fixtures import FIXTURES as SHARED_FIXTURES
+
+FIXTURES = SHARED_FIXTURES / "stripe"
 OPENAPI = FIXTURES / "openapi"
 
 EVENT_NAMES = sorted(p.stem for p in FIXTURES.glob("*.json"))
