@@ -9,7 +9,8 @@ For each backend (SQLite, PostgreSQL):
    ratio (per round, then the median), p50/p99 latency from wrk, gunicorn's CPU per request.
 2. Acknowledgement latency at half the measured ingest peak, open loop (bench/openloop.py), on a
    fresh database: without a worker, and with `bridge worker` running against a fake Trackdesk
-   that answers every call in 500 ms (alternating, each run on its own fresh database).
+   that answers every call in 500 ms, and hello-world at the same rate as the baseline (the
+   machine's own latency), the three rotating, each bridge run on its own fresh database.
 
     python -m bench.ingest                      # both backends, defaults below
     python -m bench.ingest --backends sqlite --rounds 3 --json /tmp/bench.json
@@ -257,15 +258,39 @@ def ack_run(backend: str, with_worker: bool, rate: float, args: argparse.Namespa
     return result
 
 
+def hello_ack_run(rate: float, args: argparse.Namespace, workdir: Path,
+                  label: str) -> dict[str, Any]:
+    """The baseline of an ack phase: hello-world under the same gunicorn, the same open-loop
+    client and rate, warm-up second first. What it misses, the machine misses, not the bridge."""
+    with Procs(workdir / "logs" / label) as procs:
+        web, url = procs.gunicorn({}, app=HELLO_APP, name="hello", threads=args.threads)
+        warm_up = write_request_file(workdir / "warm-up.tsv", int(rate))
+        requests = fresh_file(workdir, int(rate * args.ack_seconds) + 1)  # ignored, same size
+        openloop(url + "/hello", warm_up, rate, 1.0)
+        before = cpu_seconds(web.pid)
+        result = openloop(url + "/hello", requests, rate, args.ack_seconds)
+        result["cpu_s"] = {"web": round(cpu_seconds(web.pid) - before, 2)}
+    result["events_processed"] = result["trackdesk_calls"] = 0
+    print(f"  {label}: p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms", file=sys.stderr)
+    return result
+
+
+ACK_MODES = ("hello", "no_worker", "worker")  # rotated round after round
+
+
 def ack(backend: str, rate: float, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
-    """Alternate runs without and with the worker."""
-    runs: dict[str, list[dict[str, Any]]] = {"no_worker": [], "worker": []}
+    """Rotate runs of hello-world (the machine's own latency at this rate), the bridge without
+    and with the worker."""
+    runs: dict[str, list[dict[str, Any]]] = {mode: [] for mode in ACK_MODES}
     for index in range(args.ack_rounds):
-        order = (False, True) if index % 2 == 0 else (True, False)
-        for with_worker in order:
-            mode = "worker" if with_worker else "no_worker"
+        shift = index % len(ACK_MODES)
+        for mode in ACK_MODES[shift:] + ACK_MODES[:shift]:
             label = f"ack-{backend}-{mode}-{index + 1}"
-            runs[mode].append(ack_run(backend, with_worker, rate, args, workdir, label))
+            if mode == "hello":
+                runs[mode].append(hello_ack_run(rate, args, workdir, label))
+            else:
+                runs[mode].append(
+                    ack_run(backend, mode == "worker", rate, args, workdir, label))
     return {"rate": rate, "runs": runs}
 
 
@@ -370,7 +395,9 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> str:
         return "\n".join(lines)
     lines += ["", "Acknowledgement latency, open loop at the rate shown (default: half the "
               f"measured ingest peak) for "
-              f"{args.ack_seconds} s per run ({args.ack_rounds} runs per mode, alternating; "
+              f"{args.ack_seconds} s per run ({args.ack_rounds} runs per mode, rotating; "
+              "hello-world: the same gunicorn and client at the same rate, the machine's own "
+              "latency; "
               f"worker: `bridge worker`, Trackdesk answering in {args.trackdesk_delay * 1000:.0f} "
               "ms). Latency from the scheduled send to the end of the answer.", "",
               "| backend | rate req/s | mode | p50 ms | p99 ms (runs) | max ms | failures "
@@ -388,13 +415,16 @@ def _cpu(runs: list[dict[str, Any]]) -> str:
     return ", ".join(f"{name} {median([r['cpu_s'][name] for r in runs]):.2f}" for name in names)
 
 
+MODE_LABELS = {"hello": "hello-world (baseline)", "no_worker": "no worker", "worker": "worker"}
+
+
 def _ack_rows(backend: str, phase: dict[str, Any]) -> list[str]:
     """Report lines of one ack phase (one rate): a line per mode."""
     lines = []
     for mode, runs in phase["runs"].items():
         p99s = ", ".join(f"{r['p99_ms']:.1f}" for r in runs)
         lines.append(
-            f"| {backend} | {phase['rate']:.0f} | {mode.replace('_', ' ')} | "
+            f"| {backend} | {phase['rate']:.0f} | {MODE_LABELS.get(mode, mode)} | "
             f"{median([r['p50_ms'] for r in runs]):.2f} | "
             f"{max(r['p99_ms'] for r in runs):.1f} ({p99s}) | "
             f"{max(r['max_ms'] for r in runs):.1f} | {sum(r['failures'] for r in runs)} | "
