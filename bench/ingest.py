@@ -42,6 +42,7 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import create_engine, text
 
+from bench import cpu_probe
 from bench.events import write_request_file
 from tests.support.fake_trackdesk import read_recordings
 from tests.support.procs import ROOT, Procs, child_env, run_bridge
@@ -50,6 +51,7 @@ HELLO_APP = "bench.hello:create_app()"
 BARE_APP = "bench.bare_store:create_app()"
 BRIDGE_APP = "bridge.app:create_app()"
 PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+PROBE_SECONDS = 10.0  # bench/cpu_probe.py on the idle machine, before any phase
 UNREACHABLE = "http://127.0.0.1:9"  # Trackdesk when no worker runs: never called
 REQUIRED = {
     "TRACKDESK_TENANT_ID": "bench",
@@ -312,7 +314,8 @@ def machine() -> dict[str, Any]:
     return {"nproc": os.cpu_count(), "cpu": model, "mem_gib": round(mem_kb / 2**20, 1),
             "kernel": platform.release(), "python": platform.python_version(),
             "sqlite": sqlite3.sqlite_version, "wrk": " ".join(wrk_version), **versions,
-            "loadavg_at_start": os.getloadavg()}  # fmt: skip
+            "loadavg_at_start": os.getloadavg(),
+            "cpu_probe": cpu_probe.probe(PROBE_SECONDS)}  # fmt: skip
 
 
 def median(values: list[float]) -> float:
@@ -351,6 +354,16 @@ TARGETS = {"sqlite": 0.55, "postgresql": 0.40}
 LABELS = {"hello": "hello-world", "ingest": "**ingest**", "bare": "bare handler (floor)"}
 
 
+def probe_line(probe: dict[str, Any]) -> str:
+    """What bench/cpu_probe.py saw on the idle machine before the run, in one sentence."""
+    return (f"CPU steadiness before the run (`bench/cpu_probe.py`, idle machine, "
+            f"{probe['seconds']:.0f} s): {probe['slow_windows']} windows in which a fixed "
+            f"{probe['chunk_median_us']:.0f} µs of work took at least "
+            f"{cpu_probe.SLOW_FACTOR:.0f} times as long (up to {probe['worst_slowdown']:.0f} "
+            f"times), the longest {probe['longest_ms']:.0f} ms, {100 * probe['slow_share']:.1f} % "
+            "of the time.")
+
+
 def report(results: dict[str, Any], args: argparse.Namespace) -> str:
     """The Markdown report."""
     m = results["machine"]
@@ -359,6 +372,8 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> str:
         f"Python {m['python']}, SQLite {m['sqlite']}, {m['wrk']}, gunicorn {m['gunicorn']}, "
         f"Flask {m['flask']}, SQLAlchemy {m['sqlalchemy']}, psycopg {m['psycopg']}; "
         f"load average at start {tuple(round(x, 2) for x in m['loadavg_at_start'])}.",
+        "",
+        probe_line(m["cpu_probe"]),
         "",
         f"gunicorn: 2 workers x {args.threads} threads for every target. "
         f"Peak: wrk -t1 -c{args.connections}, {args.rounds} rotating rounds of {args.duration} s "
