@@ -3,10 +3,15 @@
     python -m bench.ab --backend sqlite --rate 1730 --rounds 6 --worker \\
         --variant base --variant 'web-every-1000:bridge.store.CHECKPOINT_EVERY=1000'
 
-A variant is a name, then optionally `:` and comma-separated `module.ATTRIBUTE=VALUE` assignments
-(VALUE a Python literal) that every bridge process (gunicorn's workers, `bridge worker`) makes at
-start-up, through a `sitecustomize` module written into the work folder and put first on
-PYTHONPATH. Runs go variant after variant, the order rotating each round, each on a fresh
+A variant is a name, then optionally `:` and comma-separated settings. `module.ATTRIBUTE=VALUE`
+(VALUE a Python literal) is an assignment every bridge process (gunicorn's workers, `bridge
+worker`) makes at start-up, through a `sitecustomize` module written into the work folder and
+put first on PYTHONPATH. `NAME=VALUE` (no dot in NAME) sets an environment variable of those
+processes, VALUE as written: `GUNICORN_CMD_ARGS=--worker-tmp-dir /dev/shm` for a gunicorn option,
+`EXTRA_PATH=/tmp/gunicorn23` for a folder put on PYTHONPATH before the project (another
+version of a library, installed there with `pip install --target`).
+
+Runs go variant after variant, the order rotating each round, each on a fresh
 database (`bench.ingest.ack_run`: open loop, warm-up second, worker and a fake Trackdesk answering
 in 500 ms with `--worker`); one JSON line each. Alternating is what makes a difference between
 variants visible on a shared, noisy machine: compare runs of the same round, not absolute figures.
@@ -32,19 +37,26 @@ for module, attribute, value in {assignments!r}:
 
 
 def variant_env(spec: str, workdir: Path) -> tuple[str, dict[str, str]]:
-    """A variant's name and the environment that applies its assignments."""
-    name, _, assignments = spec.partition(":")
-    if not assignments:
-        return name, {}
+    """A variant's name and the environment that applies its settings."""
+    name, _, settings = spec.partition(":")
     parsed = []
-    for item in assignments.split(","):
+    env: dict[str, str] = {}
+    for item in filter(None, settings.split(",")):
         target, _, value = item.partition("=")
+        if "." not in target:  # an environment variable, its value as written
+            env[target.strip()] = value
+            continue
         module, _, attribute = target.strip().rpartition(".")
         parsed.append((module, attribute, ast.literal_eval(value.strip())))
-    folder = workdir / f"variant-{name}"
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "sitecustomize.py").write_text(SITECUSTOMIZE.format(assignments=parsed))
-    return name, {"PYTHONPATH": f"{folder}{os.pathsep}{ROOT}"}
+    path = [env.pop("EXTRA_PATH")] if "EXTRA_PATH" in env else []
+    if parsed:
+        folder = workdir / f"variant-{name}"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "sitecustomize.py").write_text(SITECUSTOMIZE.format(assignments=parsed))
+        path.insert(0, str(folder))
+    if path:
+        env["PYTHONPATH"] = os.pathsep.join([*path, str(ROOT)])
+    return name, env
 
 
 def arguments() -> argparse.Namespace:
@@ -55,7 +67,7 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=10.0, help="per measured run")
     parser.add_argument("--worker", action="store_true", help="run the worker, Trackdesk slow")
-    parser.add_argument("--variant", action="append", required=True, help="NAME[:m.ATTR=V,…]")
+    parser.add_argument("--variant", action="append", required=True, help="NAME[:m.ATTR=V,ENV=V,…]")
     parser.add_argument("--pg-url", default=os.environ.get("BRIDGE_TEST_POSTGRES_URL", PG_ADMIN))
     parser.add_argument("--workdir", type=Path, help="default: a new folder under /tmp")
     return parser.parse_args()
