@@ -227,6 +227,22 @@ def openloop(url: str, request_file: Path, rate: float, seconds: float) -> dict[
     return result
 
 
+def measured_run(url: str, rate: float, args: argparse.Namespace, workdir: Path,
+                 watched: dict[str, int]) -> dict[str, Any]:
+    """A warm-up second, then the measured open-loop run, with the CPU seconds each watched
+    process used during it (the worker's share of the machine is what it takes from the web)."""
+    # Both request files are signed first, so the measured run follows the warm-up at once:
+    # a pause between them would let the worker run free just as the load comes back.
+    warm_up = write_request_file(workdir / "warm-up.tsv", int(rate))
+    requests = fresh_file(workdir, int(rate * args.ack_seconds) + 1)
+    openloop(url, warm_up, rate, 1.0)
+    before = {name: cpu_seconds(pid) for name, pid in watched.items()}
+    result = openloop(url, requests, rate, args.ack_seconds)
+    result["cpu_s"] = {name: round(cpu_seconds(pid) - before[name], 2)
+                       for name, pid in watched.items()}  # fmt: skip
+    return result
+
+
 def ack_run(backend: str, with_worker: bool, rate: float, args: argparse.Namespace,
             workdir: Path, label: str, extra_env: dict[str, str] | None = None) -> dict[str, Any]:
     """Ack latency at `rate` on a fresh database, with or without a worker and a slow Trackdesk
@@ -241,18 +257,7 @@ def ack_run(backend: str, with_worker: bool, rate: float, args: argparse.Namespa
         watched = {"web": web.pid}
         if with_worker:
             watched["worker"] = procs.worker(env).pid
-        url = bridge_url + "/webhooks/stripe"
-        # Both request files are signed first, so the measured run follows the warm-up at once:
-        # a pause between them would let the worker run free just as the load comes back.
-        warm_up = write_request_file(workdir / "warm-up.tsv", int(rate))
-        requests = fresh_file(workdir, int(rate * args.ack_seconds) + 1)
-        openloop(url, warm_up, rate, 1.0)  # warm-up second
-        before = {name: cpu_seconds(pid) for name, pid in watched.items()}
-        result = openloop(url, requests, rate, args.ack_seconds)
-        # CPU seconds each process used during the measured run (the worker's share of the
-        # machine is what it takes from the web's answers)
-        result["cpu_s"] = {name: round(cpu_seconds(pid) - before[name], 2)
-                           for name, pid in watched.items()}  # fmt: skip
+        result = measured_run(bridge_url + "/webhooks/stripe", rate, args, workdir, watched)
         result["events_processed"] = db.count(
             "SELECT count(*) FROM events WHERE processed_at IS NOT NULL")
         result["trackdesk_calls"] = len(read_recordings(record)) if with_worker else 0
@@ -264,14 +269,9 @@ def hello_ack_run(rate: float, args: argparse.Namespace, workdir: Path,
                   label: str) -> dict[str, Any]:
     """The baseline of an ack phase: hello-world under the same gunicorn, the same open-loop
     client and rate, warm-up second first. What it misses, the machine misses, not the bridge."""
-    with Procs(workdir / "logs" / label) as procs:
+    with Procs(workdir / "logs" / label) as procs:  # the same requests; it ignores the body
         web, url = procs.gunicorn({}, app=HELLO_APP, name="hello", threads=args.threads)
-        warm_up = write_request_file(workdir / "warm-up.tsv", int(rate))
-        requests = fresh_file(workdir, int(rate * args.ack_seconds) + 1)  # ignored, same size
-        openloop(url + "/hello", warm_up, rate, 1.0)
-        before = cpu_seconds(web.pid)
-        result = openloop(url + "/hello", requests, rate, args.ack_seconds)
-        result["cpu_s"] = {"web": round(cpu_seconds(web.pid) - before, 2)}
+        result = measured_run(url + "/hello", rate, args, workdir, {"web": web.pid})
     result["events_processed"] = result["trackdesk_calls"] = 0
     print(f"  {label}: p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms", file=sys.stderr)
     return result
