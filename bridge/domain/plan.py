@@ -37,7 +37,9 @@ def classify_invoice(billing_reason: str | None, has_prior_paid_invoice: bool) -
         # Stripe labels the first paid invoice after a trial subscription_cycle too.
         return "renewal" if has_prior_paid_invoice else "first"
     if billing_reason == "subscription_update":
-        return "change"
+        # Also the first money of a subscription that started free or in a trial and was
+        # upgraded (or had its trial ended) mid-period: then it is the first paid invoice.
+        return "change" if has_prior_paid_invoice else "first"
     return "other"  # manual, subscription_threshold, quote_accept, upcoming, None, anything new
 
 
@@ -90,6 +92,8 @@ def decide_payment(
     if isinstance(priced, Hold):
         return priced
     amount_minor, currency, currency_code = priced
+    if amount_minor <= 0:  # a few minor units that Stripe's rate turned into nothing
+        return Skip("zero_amount", f"{fact.amount_minor} {fact.currency} is 0 in {currency}")
     case = conversion_case(fact, known)
     test = not fact.meta.livemode and cfg.payments.test_mode == "test_status"
     return Convert(

@@ -75,7 +75,7 @@ def converted(decision: object) -> Convert:
         ("subscription_create", True, "first"),
         ("subscription_cycle", False, "first"),  # first paid invoice after a trial
         ("subscription_cycle", True, "renewal"),
-        ("subscription_update", False, "change"),
+        ("subscription_update", False, "first"),  # first money after a free start or a trial
         ("subscription_update", True, "change"),
         ("manual", False, "other"),
         ("subscription_threshold", True, "other"),
@@ -100,8 +100,13 @@ def test_classify_invoice(billing_reason: str | None, prior: bool, case: str) ->
         (fact("invoice.paid.after-trial-first-payment"), Known(), "first"),
         (
             fact("invoice.paid.subscription_cycle", billing_reason="subscription_update"),
-            Known(),
+            Known(has_prior_paid_invoice=True),
             "change",
+        ),
+        (  # upgraded from a free price: the proration is the subscription's first money
+            fact("invoice.paid.subscription_cycle", billing_reason="subscription_update"),
+            Known(),
+            "first",
         ),
         (
             fact("invoice.paid.subscription_cycle", billing_reason="manual", subscription_id=None),
@@ -530,3 +535,10 @@ def test_customer_metadata_click_id_links() -> None:
     assert customer["customer"] == CUSTOMER
     link = link_fact(source="customer", click_id=OTHER_CLICK, click_id_source="customer_metadata")
     assert decide_link(link, Known(), CFG) == LinkCall(CUSTOMER, OTHER_CLICK, CUSTOMER)
+
+
+def test_an_amount_that_converts_to_nothing_is_not_sent() -> None:
+    # 1 JPY at 7 US cents per 1,000 JPY rounds to 0 cents: nothing to commission
+    payment = fact(currency="JPY", amount_minor=1)
+    decision = decide_payment(payment, Known(fx=FxInfo("JPY", 1000, "USD", 7)), CONVERT, "USD")
+    assert isinstance(decision, Skip) and decision.reason == "zero_amount", decision
