@@ -35,6 +35,10 @@ def deliver_one(worker: Worker, row: outbox.Claimed, me: str) -> None:
     if slot is None:
         outbox.release(sessions, row, me, utcnow())
         return
+    if not outbox.renew(sessions, row, me, worker.lease, utcnow()):
+        worker.limiter.release(slot)  # its lease ended and another worker took the row
+        log.warning("outbox row taken over", extra={"outbox_id": row.id, "kind": row.kind})
+        return
     call = Call.from_dict(row.call)
     started = time.monotonic()
     try:

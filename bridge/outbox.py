@@ -6,7 +6,9 @@ States (`Outbox.state`):
     dead       refused for good, or retried past the limit; kept with the last response
 
 A claimed row carries a lease (`locked_until`, `locked_by`); a worker that dies mid-call leaves
-the lease to expire and another worker takes the row again. PostgreSQL claims with
+the lease to expire and another worker takes the row again. Right before sending, a worker
+renews its lease (`renew`); a row whose lease ended and which another worker took meanwhile is
+that worker's to send, not this one's. PostgreSQL claims with
 `FOR UPDATE SKIP LOCKED` so that concurrent workers never take the same row at once; SQLite
 serialises writers with `BEGIN IMMEDIATE`.
 """
@@ -143,14 +145,9 @@ def _finish(
     sessions: sessionmaker[Session], row_id: int, worker_id: str, values: dict[str, Any]
 ) -> bool:
     """Record an attempt's result if this worker still holds the lease."""
-    with transaction(sessions) as session:
-        result = session.execute(
-            update(Outbox)
-            .where(Outbox.id == row_id, Outbox.locked_by == worker_id, Outbox.state == PENDING)
-            .values(locked_until=None, locked_by=None, **values)
-            .execution_options(synchronize_session=False)
-        )
-        return bool(result.rowcount)  # type: ignore[attr-defined]
+    return _finish_keeping_lease(
+        sessions, row_id, worker_id, {"locked_until": None, "locked_by": None, **values}
+    )
 
 
 def mark_delivered(
@@ -230,6 +227,30 @@ def mark_dead(
             "last_response": response,
         },
     )
+
+
+def renew(
+    sessions: sessionmaker[Session], row: Claimed, worker_id: str, lease: timedelta, now: datetime
+) -> bool:
+    """Right before its call is sent: extend this worker's lease on the row, or learn that it
+    lost it. A batch's later rows may wait past their lease (calls before them, the shared rate
+    limit, a 429's pause); once it ended another worker may have claimed the row, and then only
+    that worker sends it. Renewing, not just checking: a full lease from now outlives the call."""
+    return _finish_keeping_lease(sessions, row.id, worker_id, {"locked_until": now + lease})
+
+
+def _finish_keeping_lease(
+    sessions: sessionmaker[Session], row_id: int, worker_id: str, values: dict[str, Any]
+) -> bool:
+    """Update a row this worker still holds (claimed by it and pending), leaving it claimed."""
+    with transaction(sessions) as session:
+        result = session.execute(
+            update(Outbox)
+            .where(Outbox.id == row_id, Outbox.locked_by == worker_id, Outbox.state == PENDING)
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 def release(sessions: sessionmaker[Session], row: Claimed, worker_id: str, at: datetime) -> bool:

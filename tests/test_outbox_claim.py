@@ -7,12 +7,16 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import responses
 
 from bridge import outbox
 from bridge.db import transaction
 from bridge.db.models import Outbox, utcnow
+from bridge.delivery import deliver_one
 from bridge.runtime import Runtime
-from tests.conftest import build_runtime
+from bridge.trackdesk import Call
+from bridge.worker import Worker
+from tests.conftest import LINK, build_runtime
 
 LEASE = timedelta(seconds=60)
 
@@ -62,3 +66,55 @@ def test_a_conversion_waits_until_its_link_was_delivered(any_rt: Runtime) -> Non
         assert row is not None
         row.state, row.delivered_at = outbox.DELIVERED, utcnow()
     assert _claim(any_rt) == ["conversion"]
+
+
+def _link_row(rt: Runtime) -> int:
+    with transaction(rt.sessions) as session:
+        call = Call("/tracking/external-cid/v1", {"externalCid": "cus_1", "cid": "c"}, "link")
+        row = outbox.enqueue(session, "link", call.to_dict())
+        row.next_attempt_at = utcnow() - 2 * LEASE  # due since well before the stale claim
+        return row.id
+
+
+def test_a_worker_whose_lease_ended_does_not_send_a_row_another_worker_took(
+    any_rt: Runtime,
+) -> None:
+    # A claimed a batch, then waited (calls before this one, the rate limit, a 429's pause)
+    # past its lease; B claimed the row meanwhile. Only B may send it: A sending too would
+    # deliver it twice and could put a status update out of order.
+    row_id = _link_row(any_rt)
+    past = utcnow() - LEASE - timedelta(seconds=5)
+    (stale,) = outbox.claim(any_rt.sessions, "A", limit=5, lease=LEASE, now=past)
+    (taken,) = outbox.claim(any_rt.sessions, "B", limit=5, lease=LEASE)
+    assert stale.id == taken.id == row_id
+    worker = Worker(any_rt)
+    with responses.RequestsMock() as trackdesk:
+        trackdesk.add(responses.POST, LINK, json={"status": "ok"})
+        deliver_one(worker, stale, "A")
+        assert len(trackdesk.calls) == 0
+        deliver_one(worker, taken, "B")
+        assert len(trackdesk.calls) == 1
+    with any_rt.sessions() as session:
+        row = session.get(Outbox, row_id)
+        assert row is not None and (row.state, row.attempts) == (outbox.DELIVERED, 1)
+
+
+def test_a_lease_is_renewed_before_the_call_while_nobody_else_took_the_row(
+    any_rt: Runtime,
+) -> None:
+    # The lease ran out but no other worker claimed the row: this worker still holds it, sends
+    # it, and a full lease from the moment of sending keeps others off while the call is out.
+    row_id = _link_row(any_rt)
+    past = utcnow() - LEASE - timedelta(seconds=5)
+    (stale,) = outbox.claim(any_rt.sessions, "A", limit=5, lease=LEASE, now=past)
+    assert outbox.renew(any_rt.sessions, stale, "A", LEASE, utcnow())
+    assert _claim(any_rt, "B") == []  # renewed: not claimable
+    assert not outbox.renew(any_rt.sessions, stale, "B", LEASE, utcnow())  # not B's to renew
+    worker = Worker(any_rt)
+    with responses.RequestsMock() as trackdesk:
+        trackdesk.add(responses.POST, LINK, json={"status": "ok"})
+        deliver_one(worker, stale, "A")
+        assert len(trackdesk.calls) == 1
+    with any_rt.sessions() as session:
+        row = session.get(Outbox, row_id)
+        assert row is not None and row.state == outbox.DELIVERED
