@@ -71,9 +71,15 @@ class RetryPolicy:
         if retry_after is not None and math.isfinite(retry_after) and retry_after > wait:
             wait, source = retry_after, "Retry-After"
         at = now + timedelta(seconds=wait)
-        if at - first > self.give_up_after:
-            limit = self.give_up_after
-            return RetryDecision(None, f"gave up: next try would be over {limit} after the first")
+        deadline = first + self.give_up_after
+        if at > deadline:
+            if now >= deadline:
+                limit = self.give_up_after
+                return RetryDecision(None, f"gave up: retried for {limit} since the first try")
+            # one last try at the deadline, as late as a Retry-After asked or later: it still
+            # falls within the retry period (and an absurd Retry-After does not kill the row)
+            return RetryDecision(deadline, f"last try at the deadline ({source}, attempt "
+                                 f"{attempts})")  # fmt: skip
         return RetryDecision(at, f"retry in {wait:.0f}s ({source}, attempt {attempts})")
 
 

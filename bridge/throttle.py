@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bridge.db import transaction
 from bridge.db.models import Throttle
 
+MAX_PAUSE = 3600.0  # seconds: the longest a Retry-After stops every worker (the backoff's cap)
 SAFETY_MARGIN = 0.1  # seconds added to the window: Trackdesk sees arrival times, not our slots
 
 
@@ -84,9 +85,11 @@ class SharedRateLimit:
                 row.slots = {"t": slots}
 
     def pause(self, seconds: float) -> None:
-        """Stop every worker sending for `seconds` (Trackdesk's Retry-After)."""
+        """Stop every worker sending for `seconds` (Trackdesk's Retry-After), at most MAX_PAUSE:
+        an absurd header must not stop all delivery for days. If Trackdesk still refuses after
+        an hour, its next 429 pauses everyone again."""
         with transaction(self.sessions) as session:
             row = self._row(session)
-            until = self._now(session) + max(0.0, seconds)
+            until = self._now(session) + min(max(0.0, seconds), MAX_PAUSE)
             if until > row.paused_until:
                 row.paused_until = until

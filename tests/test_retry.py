@@ -77,13 +77,25 @@ def test_gives_up_when_next_try_would_pass_three_days() -> None:
     assert 70 < attempts < 150 and "gave up" in decision.reason
 
 
-def test_gives_up_on_the_boundary() -> None:
+def test_the_last_try_is_at_the_deadline_then_it_gives_up() -> None:
     policy = RetryPolicy(base=10, cap=10)
+    deadline = T0 + timedelta(days=3)
     just_inside = T0 + timedelta(days=3, seconds=-10)
-    assert policy.decide(3, T0, just_inside, None, random.Random(1)).at is not None
-    just_past = T0 + timedelta(days=3, seconds=-4)
-    assert policy.decide(3, T0, just_past, None, random.Random(1)).give_up
-    assert policy.decide(1, T0, T0, 4 * 86400.0, random.Random(1)).give_up
+    inside = policy.decide(3, T0, just_inside, None, random.Random(1))
+    assert inside.at is not None and inside.at <= deadline and "retry in" in inside.reason
+    # the next backoff would pass the deadline: one last try exactly at it
+    almost = T0 + timedelta(days=3, seconds=-4)
+    last = policy.decide(3, T0, almost, None, random.Random(1))
+    assert last.at == deadline and "last try" in last.reason
+    assert policy.decide(4, T0, deadline, None, random.Random(1)).give_up
+    assert policy.decide(4, T0, deadline + timedelta(seconds=1), None, random.Random(1)).give_up
+
+
+@pytest.mark.parametrize("retry_after", [4 * 86400.0, 86_400_000.0, 2.37e9])
+def test_an_absurd_retry_after_does_not_kill_a_row(retry_after: float) -> None:
+    # A 429 is retried for up to 3 days whatever its Retry-After says: the last try is then.
+    decision = RetryPolicy().decide(1, T0, T0, retry_after, random.Random(1))
+    assert decision.at == T0 + timedelta(days=3)
 
 
 def test_other_timezones_come_back_as_utc() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bridge.throttle import SAFETY_MARGIN, SharedRateLimit
+from bridge.throttle import MAX_PAUSE, SAFETY_MARGIN, SharedRateLimit
 from tests.conftest import build_runtime
 
 
@@ -56,3 +56,9 @@ def test_a_pause_stops_everyone(limiter):
     limiter.pause(30)
     wait, slot = limiter.try_take()
     assert slot is None and 25 < wait <= 30
+
+
+def test_an_absurd_retry_after_pauses_everyone_for_an_hour_at_most(limiter):
+    limiter.pause(86_400_000)  # Retry-After of 1,000 days
+    wait, slot = limiter.try_take()
+    assert slot is None and MAX_PAUSE - 5 < wait <= MAX_PAUSE
