@@ -48,10 +48,16 @@ def invoice_paid_out_of_band(session: Session, invoice_id: str | None) -> bool:
 
 def record_refund(session: Session, fact: RefundFact) -> None:
     """Remember one refund; a failed or canceled refund is final."""
+    # `seen_at` is when the refund was made: its own `created`, else the earliest event about it.
+    # Whatever the order of delivery, it places the refund in or after a charge snapshot.
+    made = min(fact.created or fact.meta.created, fact.meta.created)
     row = session.get(Refund, fact.refund_id)
-    if row is not None and (not row.counts or fact.meta.created < row.changed_at):
-        return
-    row = row or Refund(refund_id=fact.refund_id, seen_at=fact.meta.created)
+    if row is not None:
+        row.seen_at = min(row.seen_at, made)
+        if not row.counts or fact.meta.created < row.changed_at:
+            session.flush()
+            return
+    row = row or Refund(refund_id=fact.refund_id, seen_at=made)
     row.charge_id = fact.charge_id or row.charge_id
     row.payment_intent_id = fact.payment_intent_id or row.payment_intent_id
     row.amount_minor = fact.amount_minor

@@ -13,7 +13,9 @@ import responses
 from sqlalchemy import select
 
 from bridge.db.models import Conversion, Event, Outbox, Refund
+from bridge.domain.status_rules import refunded_minor
 from bridge.mapping import PaymentPolicy, RefundPolicy
+from bridge.refund_lookup import find_conversion, payment_state
 from bridge.runtime import Runtime
 from bridge.worker import Worker
 from tests.conftest import STATUS_API_KEY, build_runtime
@@ -62,10 +64,12 @@ def status_body(external_id: str, status: str) -> dict[str, str]:
 
 def refund_event(event_id: str, refund_id: str, amount: int, status: str = "succeeded",
                  kind: str = "refund.created", charge: str = CHARGE,
-                 intent: str | None = PI) -> dict[str, Any]:  # fmt: skip
-    """A refund.* snapshot event."""
+                 intent: str | None = PI, made: int | None = None) -> dict[str, Any]:  # fmt: skip
+    """A refund.* snapshot event; `made` is the refund's own `created`, if it has one."""
     obj = {"id": refund_id, "object": "refund", "amount": amount, "charge": charge,
            "payment_intent": intent, "currency": "usd", "status": status}  # fmt: skip
+    if made is not None:
+        obj["created"] = made
     return {"id": event_id, "object": "event", "type": kind, "livemode": True,
             "created": 1795559800, "api_version": "2026-10-28.endive",
             "data": {"object": obj}}  # fmt: skip
@@ -146,6 +150,97 @@ def test_partial_refunds_add_up_to_a_full_refund(keyed_rt, post_keyed, fixture):
     assert deliver(keyed_rt) == []
     post_keyed(refund_event("evt_b", "re_b", 2440))
     assert deliver(keyed_rt) == [status_body(PI, "REFUNDED")]
+
+
+HALF = 3220  # of the checkout payment's 64.40
+
+
+def refunded(runtime: Runtime) -> int:
+    """What the bridge holds as given back of the checkout payment."""
+    with runtime.sessions() as session:
+        conv = find_conversion(session, payment_intent_id=PI, charge_id=CHARGE)
+        assert conv is not None
+        state = payment_state(session, conv)
+        return refunded_minor(state.refunds, state.charges)
+
+
+def charge_snapshot(fixture: Callable[[str], dict[str, Any]], amount_refunded: int,
+                    later: int = 0) -> dict[str, Any]:  # fmt: skip
+    """charge.refunded for the checkout payment's charge, listing no refund, `later` s on."""
+    event = fixture("charge.refunded.partial")
+    event["id"] = f"evt_snapshot_{amount_refunded}_{later}"
+    event["created"] += later
+    event["data"]["object"]["amount_refunded"] = amount_refunded
+    return event
+
+
+@pytest.mark.parametrize(
+    ("kind", "event_later", "refund_first"),
+    [
+        ("refund.created", 1, False),  # its event a second after the snapshot
+        ("refund.created", 0, False),  # in the same second
+        ("refund.updated", 3600, False),  # a merchant who only receives refund.updated
+        ("refund.created", 1, True),  # delivered before the snapshot
+        ("refund.updated", 3600, True),
+    ],
+)
+def test_a_partial_refund_in_a_snapshot_and_by_id_counts_once(
+    keyed_rt, post_keyed, fixture, kind, event_later, refund_first
+):
+    post_keyed(fixture("checkout.session.completed.payment"))
+    snapshot = charge_snapshot(fixture, HALF)
+    made = snapshot["created"]
+    refund = refund_event("evt_re_1", "re_1", HALF, kind=kind, made=made)
+    refund["created"] = made + event_later
+    for event in [refund, snapshot] if refund_first else [snapshot, refund]:
+        post_keyed(event)
+    assert deliver(keyed_rt) == []  # half refunded: `ignore` by default
+    assert refunded(keyed_rt) == HALF
+
+
+@pytest.mark.parametrize("event_later", [-10, 5])
+def test_two_partial_refunds_with_a_snapshot_between_add_up(
+    keyed_rt, post_keyed, fixture, event_later
+):
+    post_keyed(fixture("checkout.session.completed.payment"))
+    snapshot = charge_snapshot(fixture, 3000)
+    first = refund_event("evt_re_1", "re_1", 3000, made=snapshot["created"] - 10)
+    first["created"] = snapshot["created"] + event_later
+    second = refund_event("evt_re_2", "re_2", 3440, made=snapshot["created"] + 60)
+    second["created"] = snapshot["created"] + 60
+    post_keyed(first)
+    post_keyed(snapshot)
+    assert deliver(keyed_rt) == []
+    assert refunded(keyed_rt) == 3000
+    post_keyed(second)
+    assert deliver(keyed_rt) == [status_body(PI, "REFUNDED")]
+    assert refunded(keyed_rt) == 6440
+
+
+def test_a_refund_failed_after_the_snapshot_that_held_it(keyed_rt, post_keyed, fixture):
+    post_keyed(fixture("checkout.session.completed.payment"))
+    snapshot = charge_snapshot(fixture, HALF)
+    made = snapshot["created"]
+    created = refund_event("evt_re_1", "re_1", HALF, made=made)
+    created["created"] = made + 1
+    failed = refund_event("evt_re_1_failed", "re_1", HALF, "failed", "refund.failed", made=made)
+    failed["created"] = made + 100
+    for event in (snapshot, created, failed):
+        post_keyed(event)
+    assert deliver(keyed_rt) == []
+    assert refunded(keyed_rt) == 0
+
+
+def test_a_refund_made_and_failed_after_a_snapshot_leaves_it_whole(keyed_rt, post_keyed, fixture):
+    post_keyed(fixture("checkout.session.completed.payment"))
+    snapshot = charge_snapshot(fixture, HALF)  # its refund never came by id
+    made = snapshot["created"] + 60
+    failed = refund_event("evt_re_2_failed", "re_2", 1000, "failed", "refund.failed", made=made)
+    failed["created"] = made + 60
+    post_keyed(snapshot)
+    post_keyed(failed)
+    assert deliver(keyed_rt) == []
+    assert refunded(keyed_rt) == HALF
 
 
 def test_refund_of_a_payment_that_never_converted(keyed_rt, post_keyed, fixture):

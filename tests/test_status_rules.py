@@ -17,13 +17,20 @@ from bridge.domain.status_rules import (
 from bridge.mapping import FraudPolicy, RefundPolicy
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
+NEXT = T0 + timedelta(seconds=1)
 LATER = T0 + timedelta(minutes=5)
 IGNORE, REFUND = RefundPolicy("ignore"), RefundPolicy("refund")
 NO_FRAUD_HOLD, FRAUD_HOLD = FraudPolicy(False), FraudPolicy(True)
 
 
-def refund(amount: int, counts: bool = True, at: datetime = T0, rid: str = "re_1") -> KnownRefund:
-    return KnownRefund(rid, amount, counts, at)
+def refund(
+    amount: int,
+    counts: bool = True,
+    at: datetime = T0,
+    rid: str = "re_1",
+    made: datetime | None = None,
+) -> KnownRefund:
+    return KnownRefund(rid, amount, counts, at, seen_at=made)
 
 
 def snapshot(refunded: int, full: bool = False, at: datetime = T0) -> ChargeTotals:
@@ -71,6 +78,10 @@ def snapshot(refunded: int, full: bool = False, at: datetime = T0) -> ChargeTota
         (PaymentState("approved", 1000, fraud_warning=True), IGNORE, FRAUD_HOLD, "on_hold"),
         (PaymentState("approved", 1000, disputes=("won",), fraud_warning=True), IGNORE,
          FRAUD_HOLD, "approved"),
+        # half refunded, told twice: by the snapshot, then by the refund's own event a second on
+        (PaymentState("approved", 1000, charges=(snapshot(500),),
+                      refunds=(refund(500, at=NEXT, made=T0),)), IGNORE, NO_FRAUD_HOLD,
+         "approved"),
     ],
 )  # fmt: skip
 def test_desired_status(
@@ -89,6 +100,16 @@ def test_desired_status(
         ((refund(300, at=LATER),), (snapshot(100),), 400),  # a refund made after the snapshot
         ((refund(700, counts=False, at=LATER),), (snapshot(700, at=T0),), 0),
         ((refund(700, counts=False, at=T0),), (snapshot(0, at=LATER),), 0),
+        # `made`: the refund's own `created`, which places it in or after a snapshot
+        ((refund(500, at=NEXT, made=T0),), (snapshot(500),), 500),  # its event came a second on
+        ((refund(500, at=LATER, made=T0),), (snapshot(500, at=NEXT),), 500),  # refund.updated only
+        ((refund(500, made=T0), refund(300, at=LATER, rid="re_2", made=LATER)),
+         (snapshot(500, at=NEXT),), 800),  # a second refund after the snapshot
+        ((refund(500, counts=False, at=LATER, made=T0),), (snapshot(500, at=NEXT),), 0),
+        # made and failed after the snapshot: never in it, so it takes nothing out of it
+        ((refund(300, counts=False, at=LATER, made=NEXT),), (snapshot(500),), 500),
+        ((refund(500, counts=False, at=NEXT, made=T0), refund(200, at=LATER, rid="re_2")),
+         (snapshot(0, at=NEXT),), 200),  # failed before the snapshot, which no longer holds it
     ],
 )  # fmt: skip
 def test_refunded_minor(

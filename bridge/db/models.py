@@ -234,7 +234,7 @@ class Refund(Base):
     status: Mapped[str | None] = mapped_column(String(40))
     counts: Mapped[bool] = mapped_column(Boolean)
     changed_at: Mapped[datetime]  # the Stripe event's `created`: older news never overwrites
-    seen_at: Mapped[datetime]  # `created` of the first event about it
+    seen_at: Mapped[datetime]  # made: the refund's own `created`, else its earliest event's
     event_id: Mapped[str | None] = mapped_column(String(255))
 
 

@@ -142,6 +142,7 @@ class RefundFact:
     amount_minor: int
     currency: str | None
     status: str | None  # pending, requires_action, succeeded, failed, canceled
+    created: datetime | None = None  # the refund's own `created`, repeated by every event on it
 
     @property
     def counts(self) -> bool:

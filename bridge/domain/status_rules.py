@@ -39,7 +39,7 @@ class KnownRefund:
     counts: bool
     at: datetime
     charge_id: str | None = None
-    seen_at: datetime | None = None  # first heard of (default `at`)
+    seen_at: datetime | None = None  # made: its own `created`, else first heard of (default `at`)
 
 
 @dataclass(frozen=True)
@@ -57,20 +57,27 @@ class PaymentState:
 def refunded_minor(refunds: Iterable[KnownRefund], charges: Iterable[ChargeTotals]) -> int:
     """Money given back: refunds summed by id, plus what charge snapshots hold beyond them.
 
-    `charge.refunded` gives a charge's total but often lists no refund: the part of a snapshot
-    not explained by refunds already known then is counted too. A refund that failed after the
-    snapshot was still in it, so it is taken out again.
+    `charge.refunded` gives a charge's total but often lists no refund. A snapshot holds every
+    refund made by its time and not failed by then, whenever their own events come: those
+    explain that much of it, and only the rest is counted on top of the refunds known by id.
     """
     refunds = tuple(refunds)
     unexplained = 0
     for charge in charges:
         mine = [r for r in refunds if charge.charge_id in (None, r.charge_id) or not r.charge_id]
-        failed_since = sum(r.amount_minor for r in mine if not r.counts and r.at >= charge.at)
-        known_then = sum(
-            r.amount_minor for r in mine if r.counts and (r.seen_at or r.at) <= charge.at
-        )
-        unexplained += max(charge.refunded_minor - failed_since - known_then, 0)
+        held = sum(r.amount_minor for r in mine if _held_by(r, charge.at))
+        unexplained += max(charge.refunded_minor - held, 0)
     return sum(r.amount_minor for r in refunds if r.counts) + unexplained
+
+
+def _held_by(refund: KnownRefund, snapshot_at: datetime) -> bool:
+    """The refund was in a charge snapshot taken at `snapshot_at`: made by then, not failed."""
+    made = refund.seen_at or refund.at
+    if refund.counts:
+        return made <= snapshot_at
+    # Failed since: it was in the snapshot unless made after it. One only ever heard of as
+    # failed (made == at) has no known making, and is taken to be older than the snapshot.
+    return refund.at >= snapshot_at and (made <= snapshot_at or made >= refund.at)
 
 
 def fully_refunded(state: PaymentState) -> bool:

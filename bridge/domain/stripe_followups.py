@@ -131,4 +131,5 @@ def _refund(
         amount_minor=max(sj.integer(refund, "amount") or 0, 0),
         currency=sj.currency(refund, "currency"),
         status=sj.text(refund, "status"),
+        created=sj.timestamp(sj.get(refund, "created")),
     )

@@ -598,6 +598,7 @@ def test_refund_events(event_type: str, status: str, counts: bool) -> None:
         "pi_1",
     )
     assert (fact.amount_minor, fact.currency) == (100, "USD")
+    assert fact.created == datetime.fromtimestamp(refund["created"], UTC)  # the refund's own
     assert fact.counts is counts
 
 
