@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from bridge.db.models import Conversion, Outbox, utcnow
 from bridge.domain.money import format_amount
 from bridge.outbox import enqueue
+from bridge.refunds import invoice_paid_out_of_band
 from bridge.runtime import Runtime
 from bridge.trackdesk import Call, conversion_call, status_value
 
@@ -94,6 +95,21 @@ def release_held(
         conv.reason = None
         queue_conversion(session, rt, conv, depends_on_id=link_outbox_id, now=now)
     return len(held)
+
+
+OUT_OF_BAND_REASON = 'invoice paid out of band and payments.out_of_band = "skip"'
+
+
+def skip_out_of_band(session: Session, rt: Runtime, conv: Conversion, now: datetime) -> bool:
+    """A held or blocked invoice conversion whose invoice turned out to be paid out of band is
+    skipped (unless the mapping file converts such invoices); True when it was."""
+    if conv.state not in (HELD, BLOCKED) or rt.mapping.payments.out_of_band != "skip":
+        return False
+    if not invoice_paid_out_of_band(session, conv.invoice_id):
+        return False
+    conv.state, conv.reason, conv.hold_until = SKIPPED, OUT_OF_BAND_REASON, None
+    conv.updated_at = now
+    return True
 
 
 def expire_holds(session: Session, now: datetime | None = None) -> int:

@@ -6,9 +6,12 @@ the status everything known of its payment calls for (`bridge.status_sync`).
 
 from __future__ import annotations
 
+import logging
+
 from sqlalchemy.orm import Session
 
-from bridge.db.models import Conversion, Event
+from bridge.conversions import QUEUED, skip_out_of_band
+from bridge.db.models import Conversion, Event, utcnow
 from bridge.domain.facts import (
     ChargeRefundsFact,
     DisputeFact,
@@ -26,6 +29,8 @@ from bridge.refunds import (
 )
 from bridge.runtime import Runtime
 from bridge.status_sync import sync_status
+
+log = logging.getLogger("bridge.followups")
 
 
 def apply_followup(session: Session, rt: Runtime, fact: Fact, event: Event) -> str:
@@ -50,8 +55,28 @@ def apply_followup(session: Session, rt: Runtime, fact: Fact, event: Event) -> s
         return f"recorded:{type(fact).__name__}"
     if conv is None:
         return f"{prefix}:no_conversion"
+    if isinstance(fact, InvoicePaymentFact) and fact.out_of_band:
+        late = _out_of_band_after_the_fact(session, rt, conv)
+        if late is not None:
+            return f"{prefix}:{late}"
     _fill_ids(conv, fact)
     return f"{prefix}:{sync_status(session, rt, conv, event.event_id)}"
+
+
+def _out_of_band_after_the_fact(session: Session, rt: Runtime, conv: Conversion) -> str | None:
+    """The invoice of an existing conversion was paid out of band: skip it while it waits; once
+    queued, its call is the merchant's to judge (the payload did not say; without
+    STRIPE_API_KEY the bridge could not ask Stripe first): say so loudly."""
+    if skip_out_of_band(session, rt, conv, utcnow()):
+        return "skipped_out_of_band"
+    if conv.state == QUEUED and rt.mapping.payments.out_of_band == "skip":
+        conv.facts = {**(conv.facts or {}), "out_of_band": True}
+        log.warning(
+            "invoice paid out of band after its conversion was queued: review it in Trackdesk",
+            extra={"conversion_id": conv.id, "invoice_id": conv.invoice_id},
+        )
+        return "out_of_band_late"
+    return None
 
 
 _PREFIX: dict[type, str] = {

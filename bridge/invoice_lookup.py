@@ -4,19 +4,27 @@ Since Stripe's 2025 API versions an invoice no longer names its payment intent o
 bridge learns the pair from `invoice_payment.paid` events. When a refund or dispute names a
 payment the database cannot place, and STRIPE_API_KEY is set, this asks
 `GET /v1/invoice_payments?payment[…]=…` and records what Stripe answers, before `apply` runs.
+
+The same goes for a paid invoice itself: its payload no longer says whether it was paid out of
+band, and its `invoice_payment.paid` event may be processed after it. With an API key the bridge
+asks `GET /v1/invoice_payments?invoice=…` first, so an out-of-band invoice is skipped whatever
+the order of the two events (and a later refund finds its payment without another look-up).
 """
 
 from __future__ import annotations
 
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from bridge.db import read_session, transaction
+from bridge.db.models import InvoicePayment
 from bridge.domain import stripe_json as sj
 from bridge.domain.facts import (
     ChargeRefundsFact,
     DisputeFact,
     Fact,
     FraudWarningFact,
+    PaymentFact,
     RefundFact,
 )
 from bridge.domain.stripe_followups import parse_invoice_payment
@@ -44,9 +52,28 @@ def look_up_invoice_payment(rt: Runtime, fact: Fact) -> int:
         payment = {"type": "charge", "charge": charge}
     else:
         return 0
-    listed = api.get("/v1/invoice_payments", payment=payment) or {}
-    found = [parse_invoice_payment(fact.meta, item) for item in sj.items(listed)
+    return _record_listed(rt, fact, api.get("/v1/invoice_payments", payment=payment))
+
+
+def look_up_how_invoice_was_paid(rt: Runtime, fact: PaymentFact) -> int:
+    """Record how a paid invoice was paid when its payload does not say (current API shape)."""
+    api = rt.stripe_api
+    if api is None or fact.origin != "invoice" or fact.invoice_id is None:
+        return 0
+    if fact.payment_intent_id or fact.charge_id or fact.paid_out_of_band:
+        return 0  # the older shape (or expanded payments) said it already
+    with read_session(rt.sessions) as session:
+        known = select(InvoicePayment.id).where(InvoicePayment.invoice_id == fact.invoice_id)
+        if session.execute(known.limit(1)).first() is not None:
+            return 0  # its invoice_payment event came first
+    return _record_listed(rt, fact, api.get("/v1/invoice_payments", invoice=fact.invoice_id))
+
+
+def _record_listed(rt: Runtime, fact: Fact, listed: dict[str, object] | None) -> int:
+    """Record the paid invoice payments of a Stripe list; how many."""
+    found = [parse_invoice_payment(fact.meta, item) for item in sj.items(listed or {})
              if isinstance(item, dict)]  # fmt: skip
+    found = [each for each in found if each.status in (None, "paid")]
     try:
         with transaction(rt.sessions) as session:
             for invoice_payment in found:

@@ -24,7 +24,7 @@ from bridge.domain.facts import (
 )
 from bridge.domain.stripe_facts import parse_event, parse_object
 from bridge.followups import apply_followup
-from bridge.invoice_lookup import look_up_invoice_payment
+from bridge.invoice_lookup import look_up_how_invoice_was_paid, look_up_invoice_payment
 from bridge.payments import apply_link, apply_payment
 from bridge.processing import Handler, register
 from bridge.runtime import Runtime
@@ -66,6 +66,7 @@ def prepare(rt: Runtime, event: Event) -> Prepared:
     elif isinstance(data.get("data"), dict) and isinstance(data["data"].get("object"), dict):
         raw = data["data"]["object"]
     if isinstance(fact, PaymentFact):
+        look_up_how_invoice_was_paid(rt, fact)  # out of band? (the current shape does not say)
         return Prepared(fact, coupon_codes=coupon_codes_for(rt.stripe_api, fact, raw))
     look_up_invoice_payment(rt, fact)  # a refund or dispute of an invoice the DB cannot place
     return Prepared(fact)
