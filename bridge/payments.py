@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from bridge.conversions import BLOCKED, HELD, QUEUED, SKIPPED, queue_conversion
 from bridge.db.models import Conversion, Event, Identity, Link, utcnow
 from bridge.domain.decisions import Convert, Hold, Known, Skip, StoredLink
-from bridge.domain.facts import LinkFact, PaymentFact
+from bridge.domain.facts import FxInfo, LinkFact, PaymentFact
 from bridge.domain.plan import decide_link, decide_payment, resolve_external_cid
 from bridge.links import latest_link, link_customer, remember_identity
 from bridge.refunds import invoice_paid_out_of_band
@@ -62,6 +62,7 @@ def _known(
     existing: Conversion | None,
     identity: Identity | None,
     coupon_codes: tuple[str, ...] = (),
+    fx: FxInfo | None = None,
 ) -> tuple[Known, str | None]:
     """The planner's inputs from the database, and the external CID in use."""
     external_cid = resolve_external_cid(
@@ -76,6 +77,7 @@ def _known(
         paid_out_of_band=bool(existing and (existing.facts or {}).get("out_of_band"))
         or invoice_paid_out_of_band(session, fact.invoice_id),
         coupon_codes=coupon_codes,
+        fx=fx,
     )
     return known, external_cid
 
@@ -165,9 +167,11 @@ def apply_payment(
     event: Event,
     *,
     coupon_codes: tuple[str, ...] = (),
+    fx: FxInfo | None = None,
 ) -> str:
-    """Skip, hold or convert one paid checkout or invoice; one conversion per payment key."""
-    outcome, conv = _decide_and_write(session, rt, fact, coupon_codes)
+    """Skip, hold or convert one paid checkout or invoice; one conversion per payment key
+    (`fx`: Stripe's rate from the charge's balance transaction, when it was looked up)."""
+    outcome, conv = _decide_and_write(session, rt, fact, coupon_codes, fx)
     if conv is not None and conv.state != SKIPPED:
         # A refund or dispute may have been recorded before its payment arrived (Stripe does
         # not order deliveries): bring the new conversion's status in line with it.
@@ -176,14 +180,18 @@ def apply_payment(
 
 
 def _decide_and_write(
-    session: Session, rt: Runtime, fact: PaymentFact, coupon_codes: tuple[str, ...]
+    session: Session,
+    rt: Runtime,
+    fact: PaymentFact,
+    coupon_codes: tuple[str, ...],
+    fx: FxInfo | None = None,
 ) -> tuple[str, Conversion | None]:
     """The decision for one payment, written; the outcome and the conversion row it touched."""
     existing = session.execute(
         select(Conversion).where(Conversion.provider == PROVIDER, Conversion.dedupe_key == fact.key)
     ).scalar_one_or_none()
     identity = session.get(Identity, fact.customer_id) if fact.customer_id else None
-    known, external_cid = _known(session, rt, fact, existing, identity, coupon_codes)
+    known, external_cid = _known(session, rt, fact, existing, identity, coupon_codes, fx)
     decision = decide_payment(fact, known, rt.mapping, rt.settings.trackdesk_currency, now=utcnow())
     if isinstance(decision, Skip):
         return _skip(session, fact, existing, decision), None

@@ -16,6 +16,7 @@ from bridge.coupons import coupon_codes_for
 from bridge.db.models import Event
 from bridge.domain.facts import (
     Fact,
+    FxInfo,
     IgnoredFact,
     LinkFact,
     MalformedEvent,
@@ -24,6 +25,7 @@ from bridge.domain.facts import (
 )
 from bridge.domain.stripe_facts import parse_event, parse_object
 from bridge.followups import apply_followup
+from bridge.fx_lookup import balance_rate
 from bridge.invoice_lookup import look_up_how_invoice_was_paid, look_up_invoice_payment
 from bridge.payments import apply_link, apply_payment
 from bridge.processing import Handler, register
@@ -51,6 +53,7 @@ class Prepared:
     fact: Fact | None
     error: str | None = None
     coupon_codes: tuple[str, ...] = ()
+    fx: FxInfo | None = None
 
 
 def prepare(rt: Runtime, event: Event) -> Prepared:
@@ -67,7 +70,11 @@ def prepare(rt: Runtime, event: Event) -> Prepared:
         raw = data["data"]["object"]
     if isinstance(fact, PaymentFact):
         look_up_how_invoice_was_paid(rt, fact)  # out of band? (the current shape does not say)
-        return Prepared(fact, coupon_codes=coupon_codes_for(rt.stripe_api, fact, raw))
+        return Prepared(
+            fact,
+            coupon_codes=coupon_codes_for(rt.stripe_api, fact, raw),
+            fx=balance_rate(rt, fact),  # a foreign currency to convert with Stripe's rate
+        )
     look_up_invoice_payment(rt, fact)  # a refund or dispute of an invoice the DB cannot place
     return Prepared(fact)
 
@@ -103,7 +110,9 @@ def apply(session: Session, rt: Runtime, event: Event, prepared: Prepared) -> st
         event.detail = prepared.error
         return "malformed"
     if isinstance(fact, PaymentFact):
-        return apply_payment(session, rt, fact, event, coupon_codes=prepared.coupon_codes)
+        return apply_payment(
+            session, rt, fact, event, coupon_codes=prepared.coupon_codes, fx=prepared.fx
+        )
     if isinstance(fact, LinkFact):
         return apply_link(session, rt, fact, event)
     if isinstance(fact, ThinFact):
