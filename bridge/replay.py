@@ -9,7 +9,12 @@ from bridge.db.models import Event, Outbox, utcnow
 from bridge.outbox import DEAD, PENDING
 from bridge.runtime import Runtime
 
-_RESET = {"state": PENDING, "locked_until": None, "locked_by": None, "first_attempt_at": None}
+# A fresh retry window: attempts count from zero again, so a replayed row's first retry waits
+# TRACKDESK_RETRY_BASE, not the hour its hundredth attempt would have (its last answer is kept).
+_RESET = {
+    "state": PENDING, "locked_until": None, "locked_by": None, "first_attempt_at": None,
+    "attempts": 0,
+}  # fmt: skip
 
 
 def replay_dead(rt: Runtime) -> int:

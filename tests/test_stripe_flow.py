@@ -410,3 +410,22 @@ def test_replay_by_event_id(make_bridge, td):
     assert replay_id(bridge.rt, "evt_cust_cus_replay") == 1
     assert len(bridge.run()) == 1
     assert replay_id(bridge.rt, "evt_cust_cus_replay") == 0  # delivered: never sent again
+
+
+def test_a_replayed_dead_letter_retries_from_the_first_wait_again(make_bridge, td):
+    # It died after many attempts; replayed, a new failure waits TRACKDESK_RETRY_BASE again.
+    from bridge.replay import replay_dead
+
+    bridge = make_bridge()
+    td.replace(responses.POST, LINK, status=502)
+    bridge.post(_customer_event("cus_replay_wait", OTHER_CLICK))
+    bridge.run()
+    with bridge.rt.sessions() as session, session.begin():
+        row = session.execute(select(Outbox)).scalar_one()
+        row.state, row.attempts = "dead", 103  # as if it had failed for three days
+    assert replay_dead(bridge.rt) == 1
+    assert len(bridge.run()) == 1  # tried again at once, fails again
+    with bridge.rt.sessions() as session:
+        row = session.execute(select(Outbox)).scalar_one()
+    assert row.state == "pending" and row.attempts == 1
+    assert 5 <= (row.next_attempt_at - row.first_attempt_at).total_seconds() <= 10
