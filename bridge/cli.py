@@ -139,6 +139,9 @@ def status(as_json: bool) -> None:
         click.echo(
             f"dead #{dead['id']} {dead['kind']} (event {dead['event_id']}): {dead['last_error']}"
         )
+        if dead["blocking"]:
+            click.echo(f"    {dead['blocking']} call(s) wait on it: `bridge replay --id "
+                       f"{dead['id']}` once the cause is fixed releases them")  # fmt: skip
 
 
 @main.command()

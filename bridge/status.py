@@ -55,6 +55,18 @@ def collect_status(engine: Engine, *, dead_limit: int = 50) -> dict[str, Any]:
             if dead_limit
             else []
         )
+        blocking = dict(  # calls that wait on a dead letter: replaying it releases them
+            conn.execute(
+                select(Outbox.depends_on_id, func.count())
+                .where(
+                    Outbox.state == "pending",
+                    Outbox.depends_on_id.in_([r.id for r in dead_rows]),
+                )
+                .group_by(Outbox.depends_on_id)
+            ).all()
+            if dead_rows
+            else []
+        )
     oldest_age = None
     if oldest is not None:
         if oldest.tzinfo is None:  # SQLite through a raw Core connection
@@ -77,6 +89,7 @@ def collect_status(engine: Engine, *, dead_limit: int = 50) -> dict[str, Any]:
                 "event_id": r.event_id,
                 "last_error": r.last_error,
                 "last_status": r.last_status,
+                "blocking": int(blocking.get(r.id, 0)),
             }
             for r in dead_rows
         ],

@@ -429,3 +429,14 @@ def test_a_replayed_dead_letter_retries_from_the_first_wait_again(make_bridge, t
         row = session.execute(select(Outbox)).scalar_one()
     assert row.state == "pending" and row.attempts == 1
     assert 5 <= (row.next_attempt_at - row.first_attempt_at).total_seconds() <= 10
+
+
+def test_status_says_which_calls_wait_on_a_dead_letter(make_bridge, td):
+    # A refused link leaves its customer's conversion waiting: status points at the dead link.
+    bridge = make_bridge()
+    td.replace(responses.POST, LINK, status=400, json={"message": "Revenue origin not found"})
+    bridge.post(load_fixture("checkout.session.completed.payment"))  # link, then conversion
+    bridge.run()
+    snapshot = collect_status(bridge.rt.engine)
+    (dead,) = snapshot["dead_letters"]
+    assert (dead["kind"], dead["blocking"], snapshot["held"]) == ("link", 1, 1)
