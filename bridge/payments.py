@@ -7,7 +7,7 @@ turns its answer into conversion rows, links and outbox calls.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
@@ -25,7 +25,20 @@ from bridge.status_sync import sync_status
 PROVIDER = "stripe"
 # A skipped payment was decided already (trial, opt-out, parked after a refund): another event
 # for the same payment must not decide it again.
-_EXISTING = {QUEUED: "converted", SKIPPED: "converted", HELD: "held", BLOCKED: "held"}
+_EXISTING: dict[str, Literal["held", "converted"]] = {
+    QUEUED: "converted", SKIPPED: "converted", HELD: "held", BLOCKED: "held",
+}  # fmt: skip
+
+
+def _existing(conv: Conversion | None) -> Literal["held", "converted"] | None:
+    """How far an earlier event for the same payment got. Skipped as unattributed (a guest
+    with no click id) is not final: an event for the same payment that carries one, such as the
+    checkout of an invoice processed first, decides again."""
+    if conv is None:
+        return None
+    if conv.state == SKIPPED and (conv.facts or {}).get("skipped") == "unattributed":
+        return None
+    return _EXISTING.get(conv.state)
 
 
 def _stored_link(session: Session, external_cid: str | None) -> StoredLink | None:
@@ -69,7 +82,7 @@ def _known(
         fact, rt.mapping, identity.external_cid if identity else None
     )
     known = Known(
-        existing=_EXISTING.get(existing.state) if existing else None,  # type: ignore[arg-type]
+        existing=_existing(existing),
         has_prior_paid_invoice=_has_prior_paid_invoice(session, fact),
         customer_external_cid=identity.external_cid if identity else None,
         link=_stored_link(session, external_cid),
@@ -237,6 +250,7 @@ def _skip(session: Session, fact: PaymentFact, existing: Conversion | None, deci
     conv.state = SKIPPED
     conv.kind = conv.kind if conv.kind != "pending" else fact.origin
     conv.reason = decision.detail
+    conv.facts = {**(conv.facts or {}), "skipped": decision.reason}
     if decision.reason == "zero_amount":
         conv.amount_minor = 0
     return f"skipped:{decision.reason}"

@@ -440,3 +440,31 @@ def test_status_says_which_calls_wait_on_a_dead_letter(make_bridge, td):
     snapshot = collect_status(bridge.rt.engine)
     (dead,) = snapshot["dead_letters"]
     assert (dead["kind"], dead["blocking"], snapshot["held"]) == ("link", 1, 1)
+
+
+def test_a_guest_checkouts_invoice_processed_first_still_converts_by_the_checkouts_click(
+    make_bridge, td
+):
+    # A payment-mode Checkout with invoice creation, for a guest: if its invoice (no customer,
+    # no click id) is processed first, it is skipped as unattributed; the checkout that carries
+    # the click id must still convert the payment, once.
+    bridge = make_bridge()
+    invoice = load_fixture("invoice.paid.subscription_cycle")
+    invoice["id"] = "evt_guest_invoice"
+    paid = invoice["data"]["object"]
+    paid.update(id="in_guest_1", customer=None, billing_reason="manual", parent=None,
+                customer_email=None)  # fmt: skip
+    paid["lines"]["data"] = []
+    checkout = load_fixture("checkout.session.completed.payment")
+    session = checkout["data"]["object"]
+    session.update(customer=None, invoice="in_guest_1")
+    bridge.post(invoice)
+    assert bridge.run() == []
+    assert bridge.outcome("evt_guest_invoice") == "skipped:unattributed"
+    bridge.post(checkout)
+    sent = [(url, body) for url, body in bridge.run() if "amount" in body]
+    assert [(url, body["cid"], body["externalId"]) for url, body in sent] == [
+        (BY_CID, session["client_reference_id"], "in_guest_1")
+    ]
+    bridge.post(dict(invoice, id="evt_guest_invoice_again"))  # invoice.payment_succeeded, say
+    assert bridge.run() == []
