@@ -9,6 +9,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from bridge.runtime import Runtime
+from bridge.throttle import SharedRateLimit
 from bridge.trackdesk import conversion_call, probe_call
 
 
@@ -48,7 +49,16 @@ def run_check(rt: Runtime, *, send_test: bool, echo: Callable[[str], None]) -> i
             external_cid_path=rt.mapping.trackdesk.external_cid_conversion_path,
         )
     )
-    outcome = rt.trackdesk.send(call)
+    limiter = SharedRateLimit(rt.sessions, s.trackdesk_rate_limit)
+    wait, slot = limiter.try_take()  # one of the workers' slots, so the shared limit holds
+    if slot is None:
+        echo(f"test conversion: not sent: the Trackdesk rate limit is in use or paused by a "
+             f"429 for {wait:.0f} s more; try again then")  # fmt: skip
+        return 1
+    try:
+        outcome = rt.trackdesk.send(call)
+    finally:
+        limiter.release(slot)
     echo(f"test conversion: POST {call.path} -> {outcome.status} {outcome.kind}: {outcome.reason}")
     if outcome.body:
         echo(f"answer: {outcome.body}")

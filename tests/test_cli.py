@@ -73,3 +73,23 @@ def test_check_fails_before_the_schema_exists(env):
     result = CliRunner().invoke(main, ["check"])
     assert result.exit_code == 1
     assert "bridge db upgrade" in result.output
+
+
+@responses.activate
+def test_check_send_test_respects_a_429_pause_of_the_workers(env):
+    # The test call shares the workers' rate limit: Trackdesk asked everyone to wait.
+    from bridge.settings import load_settings
+    from bridge.throttle import SharedRateLimit
+    from tests.conftest import build_runtime
+
+    responses.add(
+        responses.POST, "http://trackdesk.test/tracking/external-cid/v1", json={"status": "ok"}
+    )
+    runner = CliRunner()
+    runner.invoke(main, ["db", "upgrade"])
+    rt = build_runtime(f"sqlite:///{env}/cli.sqlite3", env)
+    SharedRateLimit(rt.sessions, load_settings().trackdesk_rate_limit).pause(120)
+    rt.close()
+    result = runner.invoke(main, ["check", "--send-test"])
+    assert result.exit_code == 1 and "not sent" in result.output
+    assert len(responses.calls) == 0
