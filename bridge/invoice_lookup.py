@@ -81,3 +81,26 @@ def _record_listed(rt: Runtime, fact: Fact, listed: dict[str, object] | None) ->
     except IntegrityError:
         pass  # another worker recorded the same invoice payment at the same moment
     return len(found)
+
+
+def made_by_checkout(rt: Runtime, fact: PaymentFact) -> bool:
+    """Whether a payment-mode Checkout Session created this invoice (invoice creation on), so
+    it counts as the one-time payment it is even when its invoice is processed first."""
+    api = rt.stripe_api
+    if api is None or fact.origin != "invoice" or fact.subscription_id or not fact.invoice_id:
+        return False
+    intent = fact.payment_intent_id
+    if intent is None:  # current shape: the payment its invoice_payment names
+        with read_session(rt.sessions) as session:
+            intent = session.execute(
+                select(InvoicePayment.payment_intent_id)
+                .where(InvoicePayment.invoice_id == fact.invoice_id)
+                .limit(1)
+            ).scalar()
+    if intent is None:
+        return False
+    listed = api.get("/v1/checkout/sessions", payment_intent=intent) or {}
+    return any(
+        sj.text(session, "mode") == "payment" and sj.ref_id(session, "invoice") == fact.invoice_id
+        for session in sj.items(listed)
+    )

@@ -76,6 +76,7 @@ def _known(
     identity: Identity | None,
     coupon_codes: tuple[str, ...] = (),
     fx: FxInfo | None = None,
+    made_by_checkout: bool = False,
 ) -> tuple[Known, str | None]:
     """The planner's inputs from the database, and the external CID in use."""
     external_cid = resolve_external_cid(
@@ -91,6 +92,7 @@ def _known(
         or invoice_paid_out_of_band(session, fact.invoice_id),
         coupon_codes=coupon_codes,
         fx=fx,
+        invoice_created_by_checkout=made_by_checkout,
     )
     return known, external_cid
 
@@ -181,10 +183,12 @@ def apply_payment(
     *,
     coupon_codes: tuple[str, ...] = (),
     fx: FxInfo | None = None,
+    made_by_checkout: bool = False,
 ) -> str:
     """Skip, hold or convert one paid checkout or invoice; one conversion per payment key
-    (`fx`: Stripe's rate from the charge's balance transaction, when it was looked up)."""
-    outcome, conv = _decide_and_write(session, rt, fact, coupon_codes, fx)
+    (`fx`: Stripe's rate from the charge's balance transaction, when it was looked up;
+    `made_by_checkout`: Stripe says a payment-mode Checkout created this invoice)."""
+    outcome, conv = _decide_and_write(session, rt, fact, coupon_codes, fx, made_by_checkout)
     if conv is not None and conv.state != SKIPPED:
         # A refund or dispute may have been recorded before its payment arrived (Stripe does
         # not order deliveries): bring the new conversion's status in line with it.
@@ -198,13 +202,16 @@ def _decide_and_write(
     fact: PaymentFact,
     coupon_codes: tuple[str, ...],
     fx: FxInfo | None = None,
+    made_by_checkout: bool = False,
 ) -> tuple[str, Conversion | None]:
     """The decision for one payment, written; the outcome and the conversion row it touched."""
     existing = session.execute(
         select(Conversion).where(Conversion.provider == PROVIDER, Conversion.dedupe_key == fact.key)
     ).scalar_one_or_none()
     identity = session.get(Identity, fact.customer_id) if fact.customer_id else None
-    known, external_cid = _known(session, rt, fact, existing, identity, coupon_codes, fx)
+    known, external_cid = _known(
+        session, rt, fact, existing, identity, coupon_codes, fx, made_by_checkout
+    )
     decision = decide_payment(fact, known, rt.mapping, rt.settings.trackdesk_currency, now=utcnow())
     if isinstance(decision, Skip):
         return _skip(session, fact, existing, decision), None

@@ -26,7 +26,11 @@ from bridge.domain.facts import (
 from bridge.domain.stripe_facts import parse_event, parse_object
 from bridge.followups import apply_followup
 from bridge.fx_lookup import balance_rate
-from bridge.invoice_lookup import look_up_how_invoice_was_paid, look_up_invoice_payment
+from bridge.invoice_lookup import (
+    look_up_how_invoice_was_paid,
+    look_up_invoice_payment,
+    made_by_checkout,
+)
 from bridge.payments import apply_link, apply_payment
 from bridge.processing import Handler, register
 from bridge.runtime import Runtime
@@ -54,6 +58,7 @@ class Prepared:
     error: str | None = None
     coupon_codes: tuple[str, ...] = ()
     fx: FxInfo | None = None
+    made_by_checkout: bool = False
 
 
 def prepare(rt: Runtime, event: Event) -> Prepared:
@@ -74,6 +79,7 @@ def prepare(rt: Runtime, event: Event) -> Prepared:
             fact,
             coupon_codes=coupon_codes_for(rt.stripe_api, fact, raw),
             fx=balance_rate(rt, fact),  # a foreign currency to convert with Stripe's rate
+            made_by_checkout=made_by_checkout(rt, fact),  # a one-time payment's invoice
         )
     look_up_invoice_payment(rt, fact)  # a refund or dispute of an invoice the DB cannot place
     return Prepared(fact)
@@ -111,7 +117,8 @@ def apply(session: Session, rt: Runtime, event: Event, prepared: Prepared) -> st
         return "malformed"
     if isinstance(fact, PaymentFact):
         return apply_payment(
-            session, rt, fact, event, coupon_codes=prepared.coupon_codes, fx=prepared.fx
+            session, rt, fact, event, coupon_codes=prepared.coupon_codes, fx=prepared.fx,
+            made_by_checkout=prepared.made_by_checkout,
         )
     if isinstance(fact, LinkFact):
         return apply_link(session, rt, fact, event)

@@ -150,3 +150,35 @@ def test_without_an_api_key_news_after_the_conversion_is_flagged_and_logged(
     assert (invoice_conversion(runtime).facts or {}).get("out_of_band") is True
     assert "paid out of band after its conversion was queued" in capsys.readouterr().out
     runtime.close()
+
+
+@pytest.mark.parametrize("from_checkout", [True, False])
+def test_with_an_api_key_a_checkouts_invoice_processed_first_is_a_one_time_payment(
+    make_bridge: Any, td: responses.RequestsMock, from_checkout: bool
+) -> None:
+    # A payment-mode Checkout with invoice creation: its invoice (no subscription) may be
+    # processed before the session. Stripe says which session made it: the conversion type is
+    # the one-time payment's, not "other" (the session then only repeats the same payment).
+    toml = '[conversion_types]\none_time = "c_one_time"\nother = "c_other"\n'
+    bridge = make_bridge(toml, **WITH_STRIPE_API)
+    invoice = load_fixture("invoice.paid.subscription_cycle")
+    paid = invoice["data"]["object"]
+    paid.update(billing_reason="manual", parent=None)
+    paid["lines"]["data"] = []
+    paid_by = load_fixture("invoice_payment.paid")["data"]["object"]
+    session = dict(load_fixture("checkout.session.completed.payment")["data"]["object"],
+                   invoice=INVOICE, payment_intent=paid_by["payment"]["payment_intent"])
+    sessions = [session] if from_checkout else []
+    td.add(responses.GET, f"{STRIPE}/v1/invoice_payments",
+           json={"object": "list", "has_more": False, "data": [paid_by]})
+    td.add(responses.GET, f"{STRIPE}/v1/checkout/sessions",
+           json={"object": "list", "has_more": False, "data": sessions})  # fmt: skip
+    bridge.post(load_fixture("checkout.session.completed.payment"))  # another payment: links
+    bridge.run()
+    bridge.post(invoice)
+    sent = [body for _, body in bridge.run() if body.get("externalId") == INVOICE]
+    assert [body["conversionTypeCode"] for body in sent] == (
+        ["c_one_time"] if from_checkout else ["c_other"]
+    )
+    (lookup,) = [c.request for c in td.calls if "/v1/checkout/sessions" in c.request.url]
+    assert lookup.params == {"payment_intent": paid_by["payment"]["payment_intent"]}
