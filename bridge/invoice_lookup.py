@@ -62,6 +62,8 @@ def look_up_how_invoice_was_paid(rt: Runtime, fact: PaymentFact) -> int:
         return 0
     if fact.payment_intent_id or fact.charge_id or fact.paid_out_of_band:
         return 0  # the older shape (or expanded payments) said it already
+    if fact.amount_minor <= 0:
+        return 0  # a trial's $0 invoice: nothing to convert, nothing to ask
     with read_session(rt.sessions) as session:
         known = select(InvoicePayment.id).where(InvoicePayment.invoice_id == fact.invoice_id)
         if session.execute(known.limit(1)).first() is not None:
@@ -88,6 +90,8 @@ def made_by_checkout(rt: Runtime, fact: PaymentFact) -> bool:
     it counts as the one-time payment it is even when its invoice is processed first."""
     api = rt.stripe_api
     if api is None or fact.origin != "invoice" or fact.subscription_id or not fact.invoice_id:
+        return False
+    if fact.amount_minor <= 0:
         return False
     intent = fact.payment_intent_id
     if intent is None:  # current shape: the payment its invoice_payment names
