@@ -43,9 +43,9 @@ def trackdesk() -> responses.RequestsMock:
     return mock
 
 
-def sent_for(mock: responses.RequestsMock, external_id: str) -> list[dict[str, Any]]:
-    """Conversion calls Trackdesk received for one payment."""
-    bodies = [json.loads(c.request.body) for c in mock.calls if c.request.url.startswith(TD)]
+def sent_for(calls: Any, external_id: str) -> list[dict[str, Any]]:
+    """Conversion calls Trackdesk received for one payment, among `calls` (a mock's)."""
+    bodies = [json.loads(c.request.body) for c in calls if c.request.url.startswith(TD)]
     return [b for b in bodies if b.get("externalId") == external_id]
 
 
@@ -78,7 +78,7 @@ def test_a_held_invoice_is_skipped_when_its_out_of_band_payment_arrives(
         Worker(runtime).run_until_idle()
         post(load_fixture("checkout.session.completed.payment"))
         Worker(runtime).run_until_idle()
-        sent = sent_for(mock, INVOICE)
+        sent = sent_for(mock.calls, INVOICE)
     if out_of_band:
         assert sent == []
         assert outcome(runtime, payment["id"]) == "invoice_payment:skipped_out_of_band"
@@ -88,24 +88,30 @@ def test_a_held_invoice_is_skipped_when_its_out_of_band_payment_arrives(
     runtime.close()
 
 
-def test_with_an_api_key_an_out_of_band_invoice_is_never_sent(
-    sqlite_url: str, tmp_path: Any
-) -> None:
-    # The customer is linked, so the invoice would convert at once: the bridge asks Stripe how it
-    # was paid before deciding, and its invoice_payment.paid event may come later or never.
-    runtime = build_runtime(sqlite_url, tmp_path, **WITH_STRIPE_API)
+def linked_then_invoice(runtime: Runtime, paid_by: dict[str, Any]) -> list[Any]:
+    """The customer linked by a checkout, then the invoice, Stripe listing `paid_by` as how it
+    was paid; the calls Trackdesk and Stripe received."""
     post = poster(runtime)
-    listed = {"object": "list", "has_more": False,
-              "data": [out_of_band_payment()["data"]["object"]]}  # fmt: skip
+    listed = {"object": "list", "has_more": False, "data": [paid_by]}
     with trackdesk() as mock:
         mock.get(STRIPE + "/v1/invoice_payments", json=listed)
         post(load_fixture("checkout.session.completed.payment"))
         Worker(runtime).run_until_idle()
         post(load_fixture("invoice.paid.subscription_cycle"))
         Worker(runtime).run_until_idle()
-        lookups = [c.request for c in mock.calls if c.request.url.startswith(STRIPE)]
-        assert [r.params for r in lookups] == [{"invoice": INVOICE}]
-        assert sent_for(mock, INVOICE) == []
+        return list(mock.calls)
+
+
+def test_with_an_api_key_an_out_of_band_invoice_is_never_sent(
+    sqlite_url: str, tmp_path: Any
+) -> None:
+    # The customer is linked, so the invoice would convert at once: the bridge asks Stripe how it
+    # was paid before deciding, and its invoice_payment.paid event may come later or never.
+    runtime = build_runtime(sqlite_url, tmp_path, **WITH_STRIPE_API)
+    calls = linked_then_invoice(runtime, out_of_band_payment()["data"]["object"])
+    lookups = [c.request for c in calls if c.request.url.startswith(STRIPE)]
+    assert [r.params for r in lookups] == [{"invoice": INVOICE}]
+    assert sent_for(calls, INVOICE) == []
     conv = invoice_conversion(runtime)
     assert conv.state == "skipped" and "out of band" in (conv.reason or "")
     runtime.close()
@@ -115,15 +121,8 @@ def test_with_an_api_key_an_invoice_paid_by_card_converts_and_its_payment_is_kno
     sqlite_url: str, tmp_path: Any
 ) -> None:
     runtime = build_runtime(sqlite_url, tmp_path, **WITH_STRIPE_API)
-    post = poster(runtime)
-    listed = {"object": "list", "has_more": False,
-              "data": [load_fixture("invoice_payment.paid")["data"]["object"]]}  # fmt: skip
-    with trackdesk() as mock:
-        mock.get(STRIPE + "/v1/invoice_payments", json=listed)
-        post(load_fixture("checkout.session.completed.payment"))
-        post(load_fixture("invoice.paid.subscription_cycle"))
-        Worker(runtime).run_until_idle()
-        assert [b["amount"]["value"] for b in sent_for(mock, INVOICE)] == ["29"]
+    calls = linked_then_invoice(runtime, load_fixture("invoice_payment.paid")["data"]["object"])
+    assert [b["amount"]["value"] for b in sent_for(calls, INVOICE)] == ["29"]
     with runtime.sessions() as session:
         paid_by = session.execute(
             select(InvoicePayment.payment_intent_id).where(InvoicePayment.invoice_id == INVOICE)
@@ -143,7 +142,7 @@ def test_without_an_api_key_news_after_the_conversion_is_flagged_and_logged(
         post(load_fixture("checkout.session.completed.payment"))
         post(load_fixture("invoice.paid.subscription_cycle"))
         Worker(runtime).run_until_idle()
-        assert len(sent_for(mock, INVOICE)) == 1
+        assert len(sent_for(mock.calls, INVOICE)) == 1
         post(payment)
         Worker(runtime).run_until_idle()
     assert outcome(runtime, payment["id"]) == "invoice_payment:out_of_band_late"

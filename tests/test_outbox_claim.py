@@ -68,12 +68,15 @@ def test_a_conversion_waits_until_its_link_was_delivered(any_rt: Runtime) -> Non
     assert _claim(any_rt) == ["conversion"]
 
 
-def _link_row(rt: Runtime) -> int:
+def _stale_claim(rt: Runtime) -> outbox.Claimed:
+    """A link row that worker "A" claimed more than a lease ago (due since before that)."""
     with transaction(rt.sessions) as session:
         call = Call("/tracking/external-cid/v1", {"externalCid": "cus_1", "cid": "c"}, "link")
         row = outbox.enqueue(session, "link", call.to_dict())
-        row.next_attempt_at = utcnow() - 2 * LEASE  # due since well before the stale claim
-        return row.id
+        row.next_attempt_at = utcnow() - 2 * LEASE
+    past = utcnow() - LEASE - timedelta(seconds=5)
+    (stale,) = outbox.claim(rt.sessions, "A", limit=5, lease=LEASE, now=past)
+    return stale
 
 
 def test_a_worker_whose_lease_ended_does_not_send_a_row_another_worker_took(
@@ -82,11 +85,10 @@ def test_a_worker_whose_lease_ended_does_not_send_a_row_another_worker_took(
     # A claimed a batch, then waited (calls before this one, the rate limit, a 429's pause)
     # past its lease; B claimed the row meanwhile. Only B may send it: A sending too would
     # deliver it twice and could put a status update out of order.
-    row_id = _link_row(any_rt)
-    past = utcnow() - LEASE - timedelta(seconds=5)
-    (stale,) = outbox.claim(any_rt.sessions, "A", limit=5, lease=LEASE, now=past)
+    stale = _stale_claim(any_rt)
+    row_id = stale.id
     (taken,) = outbox.claim(any_rt.sessions, "B", limit=5, lease=LEASE)
-    assert stale.id == taken.id == row_id
+    assert taken.id == row_id
     worker = Worker(any_rt)
     with responses.RequestsMock() as trackdesk:
         trackdesk.add(responses.POST, LINK, json={"status": "ok"})
@@ -104,9 +106,8 @@ def test_a_lease_is_renewed_before_the_call_while_nobody_else_took_the_row(
 ) -> None:
     # The lease ran out but no other worker claimed the row: this worker still holds it, sends
     # it, and a full lease from the moment of sending keeps others off while the call is out.
-    row_id = _link_row(any_rt)
-    past = utcnow() - LEASE - timedelta(seconds=5)
-    (stale,) = outbox.claim(any_rt.sessions, "A", limit=5, lease=LEASE, now=past)
+    stale = _stale_claim(any_rt)
+    row_id = stale.id
     assert outbox.renew(any_rt.sessions, stale, "A", LEASE, utcnow())
     assert _claim(any_rt, "B") == []  # renewed: not claimable
     assert not outbox.renew(any_rt.sessions, stale, "B", LEASE, utcnow())  # not B's to renew
