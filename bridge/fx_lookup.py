@@ -11,13 +11,11 @@ currency than Trackdesk counts, the rate is no use and the payment stays held (`
 
 from __future__ import annotations
 
-from sqlalchemy import select
-
 from bridge.db import read_session
-from bridge.db.models import InvoicePayment
 from bridge.domain import stripe_json as sj
 from bridge.domain.facts import FxInfo, PaymentFact
 from bridge.domain.money import parse_rate
+from bridge.refunds import invoice_paid_by
 from bridge.runtime import Runtime
 
 
@@ -39,7 +37,8 @@ def balance_rate(rt: Runtime, fact: PaymentFact) -> FxInfo | None:
         return None
     charge_id, intent_id = fact.charge_id, fact.payment_intent_id
     if not (charge_id or intent_id) and fact.invoice_id:  # current shape: its invoice payment
-        charge_id, intent_id = _invoice_payment_of(rt, fact.invoice_id)
+        with read_session(rt.sessions) as session:
+            charge_id, intent_id = invoice_paid_by(session, fact.invoice_id) or (None, None)
     if charge_id:
         charge = api.get(f"/v1/charges/{charge_id}", expand=["balance_transaction"])
     elif intent_id:
@@ -50,17 +49,6 @@ def balance_rate(rt: Runtime, fact: PaymentFact) -> FxInfo | None:
     else:
         return None
     return _rate(charge) if isinstance(charge, dict) else None
-
-
-def _invoice_payment_of(rt: Runtime, invoice_id: str) -> tuple[str | None, str | None]:
-    """The charge and payment intent recorded as paying an invoice."""
-    with read_session(rt.sessions) as session:
-        row = session.execute(
-            select(InvoicePayment.charge_id, InvoicePayment.payment_intent_id)
-            .where(InvoicePayment.invoice_id == invoice_id)
-            .limit(1)
-        ).first()
-    return (row[0], row[1]) if row else (None, None)
 
 
 def _rate(charge: sj.JsonObject) -> FxInfo | None:

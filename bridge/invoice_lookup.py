@@ -13,11 +13,9 @@ the order of the two events (and a later refund finds its payment without anothe
 
 from __future__ import annotations
 
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from bridge.db import read_session, transaction
-from bridge.db.models import InvoicePayment
 from bridge.domain import stripe_json as sj
 from bridge.domain.facts import (
     ChargeRefundsFact,
@@ -29,7 +27,7 @@ from bridge.domain.facts import (
 )
 from bridge.domain.stripe_followups import parse_invoice_payment
 from bridge.refund_lookup import find_conversion
-from bridge.refunds import record_invoice_payment
+from bridge.refunds import invoice_paid_by, record_invoice_payment
 from bridge.runtime import Runtime
 
 _FOLLOWUPS = (ChargeRefundsFact, RefundFact, DisputeFact, FraudWarningFact)
@@ -65,8 +63,7 @@ def look_up_how_invoice_was_paid(rt: Runtime, fact: PaymentFact) -> int:
     if fact.amount_minor <= 0:
         return 0  # a trial's $0 invoice: nothing to convert, nothing to ask
     with read_session(rt.sessions) as session:
-        known = select(InvoicePayment.id).where(InvoicePayment.invoice_id == fact.invoice_id)
-        if session.execute(known.limit(1)).first() is not None:
+        if invoice_paid_by(session, fact.invoice_id) is not None:
             return 0  # its invoice_payment event came first
     return _record_listed(rt, fact, api.get("/v1/invoice_payments", invoice=fact.invoice_id))
 
@@ -96,11 +93,7 @@ def made_by_checkout(rt: Runtime, fact: PaymentFact) -> bool:
     intent = fact.payment_intent_id
     if intent is None:  # current shape: the payment its invoice_payment names
         with read_session(rt.sessions) as session:
-            intent = session.execute(
-                select(InvoicePayment.payment_intent_id)
-                .where(InvoicePayment.invoice_id == fact.invoice_id)
-                .limit(1)
-            ).scalar()
+            _, intent = invoice_paid_by(session, fact.invoice_id) or (None, None)
     if intent is None:
         return False
     listed = api.get("/v1/checkout/sessions", payment_intent=intent) or {}

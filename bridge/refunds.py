@@ -46,6 +46,18 @@ def invoice_paid_out_of_band(session: Session, invoice_id: str | None) -> bool:
     return session.execute(query.limit(1)).first() is not None
 
 
+def invoice_paid_by(session: Session, invoice_id: str) -> tuple[str | None, str | None] | None:
+    """(charge, payment intent) of a recorded payment of this invoice; None when none is
+    recorded (both None for one paid out of band)."""
+    row = session.execute(
+        select(InvoicePayment.charge_id, InvoicePayment.payment_intent_id)
+        .where(InvoicePayment.invoice_id == invoice_id)
+        .order_by(InvoicePayment.out_of_band)  # a real payment first, if there is one
+        .limit(1)
+    ).first()
+    return (row[0], row[1]) if row else None
+
+
 def record_refund(session: Session, fact: RefundFact) -> None:
     """Remember one refund; a failed or canceled refund is final."""
     # `seen_at` is when the refund was made: its own `created`, else the earliest event about it.
