@@ -21,6 +21,16 @@ def env(tmp_path, monkeypatch):
     return tmp_path
 
 
+def migrated_with_trackdesk() -> CliRunner:
+    """A runner on a migrated database, Trackdesk (under `responses`) accepting every call."""
+    responses.add(
+        responses.POST, "http://trackdesk.test/tracking/external-cid/v1", json={"status": "ok"}
+    )
+    runner = CliRunner()
+    runner.invoke(main, ["db", "upgrade"])
+    return runner
+
+
 def test_missing_configuration_is_one_clear_message(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     for key in BASE_ENV:
@@ -53,11 +63,7 @@ def test_replay_needs_exactly_one_target(env):
 
 @responses.activate
 def test_check_sends_one_test_conversion(env):
-    responses.add(
-        responses.POST, "http://trackdesk.test/tracking/external-cid/v1", json={"status": "ok"}
-    )
-    runner = CliRunner()
-    runner.invoke(main, ["db", "upgrade"])
+    runner = migrated_with_trackdesk()
     plain = runner.invoke(main, ["check"])
     assert plain.exit_code == 0, plain.output
     assert "database: sqlite" in plain.output and len(responses.calls) == 0
@@ -82,11 +88,7 @@ def test_check_send_test_respects_a_429_pause_of_the_workers(env):
     from bridge.throttle import SharedRateLimit
     from tests.conftest import build_runtime
 
-    responses.add(
-        responses.POST, "http://trackdesk.test/tracking/external-cid/v1", json={"status": "ok"}
-    )
-    runner = CliRunner()
-    runner.invoke(main, ["db", "upgrade"])
+    runner = migrated_with_trackdesk()
     rt = build_runtime(f"sqlite:///{env}/cli.sqlite3", env)
     SharedRateLimit(rt.sessions, load_settings().trackdesk_rate_limit).pause(120)
     rt.close()
