@@ -78,8 +78,8 @@ def test_the_worker_knows_when_webhooks_are_arriving(rt):
     from sqlalchemy import update
 
     from bridge.db.models import Event, utcnow
+    from bridge.pacing import webhooks_arriving
     from bridge.store import store_event
-    from bridge.worker import webhooks_arriving
 
     assert webhooks_arriving(rt) is False  # nothing stored yet
     store_event(
@@ -97,8 +97,9 @@ def test_the_worker_rests_only_while_webhooks_arrive_and_longer_the_faster_they_
     from sqlalchemy import update
 
     from bridge.db.models import Event, utcnow
+    from bridge.pacing import Arrivals
     from bridge.store import store_event
-    from bridge.worker import Arrivals, Worker
+    from bridge.worker import Worker
 
     def stored(count: int) -> None:
         for _ in range(count):
@@ -132,8 +133,9 @@ def test_the_worker_rests_only_while_webhooks_arrive_and_longer_the_faster_they_
 
 
 def test_a_worker_told_not_to_rest_runs_free_while_webhooks_arrive(rt):
+    from bridge.pacing import Arrivals
     from bridge.store import store_event
-    from bridge.worker import Arrivals, Worker
+    from bridge.worker import Worker
 
     clock = [100.0]
     resting, free = Worker(rt), Worker(rt, rest=False)
@@ -154,7 +156,7 @@ def test_a_worker_told_not_to_rest_runs_free_while_webhooks_arrive(rt):
      ("false", False), ("no", False), ("1", True)],
 )  # fmt: skip
 def test_bridge_worker_rest_switches_resting_off(value, rests):
-    from bridge.worker import REST_ENV, rest_from_env
+    from bridge.pacing import REST_ENV, rest_from_env
 
     assert rest_from_env({} if value is None else {REST_ENV: value}) is rests
 
@@ -162,7 +164,7 @@ def test_bridge_worker_rest_switches_resting_off(value, rests):
 def test_an_unreadable_bridge_worker_rest_keeps_resting_and_says_so():
     import logging
 
-    from bridge.worker import REST_ENV, rest_from_env
+    from bridge.pacing import REST_ENV, rest_from_env
 
     records: list[logging.LogRecord] = []
     handler = logging.Handler(logging.WARNING)
