@@ -1,178 +1,25 @@
 """Stripe payments and links against the database: gather what is known, decide, write.
 
-The decision itself is `bridge.domain.plan` (pure); this module only looks up its inputs and
-turns its answer into conversion rows, links and outbox calls.
+The decision itself is `bridge.domain.plan` (pure); this module looks up its inputs
+(`bridge.payment_inputs`), writes the conversion row (`bridge.payment_rows`) and starts the link
+and conversion calls.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
-from typing import Any, Literal
-
-from sqlalchemy import exists, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bridge.conversions import BLOCKED, HELD, QUEUED, SKIPPED, queue_conversion
-from bridge.db.models import Conversion, Event, Identity, Link, utcnow
-from bridge.domain.decisions import Convert, Hold, Known, Skip, StoredLink
+from bridge.conversions import HELD, SKIPPED, queue_conversion
+from bridge.db.models import Conversion, Event, Identity, utcnow
+from bridge.domain.decisions import Hold, Known, Skip
 from bridge.domain.facts import FxInfo, LinkFact, PaymentFact
 from bridge.domain.plan import decide_link, decide_payment, resolve_external_cid
 from bridge.links import latest_link, link_customer, remember_identity
-from bridge.refunds import invoice_paid_out_of_band
+from bridge.payment_inputs import PROVIDER, known_inputs, stored_link
+from bridge.payment_rows import fill, payment_row, record_hold, record_skip
 from bridge.runtime import Runtime
 from bridge.status_sync import sync_status
-
-PROVIDER = "stripe"
-# A skipped payment was decided already (trial, opt-out, parked after a refund): another event
-# for the same payment must not decide it again.
-_EXISTING: dict[str, Literal["held", "converted"]] = {
-    QUEUED: "converted", SKIPPED: "converted", HELD: "held", BLOCKED: "held",
-}  # fmt: skip
-
-
-def _existing(conv: Conversion | None) -> Literal["held", "converted"] | None:
-    """How far an earlier event for the same payment got. Skipped as unattributed (a guest
-    with no click id) is not final: an event for the same payment that carries one, such as the
-    checkout of an invoice processed first, decides again."""
-    if conv is None:
-        return None
-    if conv.state == SKIPPED and (conv.facts or {}).get("skipped") == "unattributed":
-        return None
-    return _EXISTING.get(conv.state)
-
-
-def _stored_link(session: Session, external_cid: str | None) -> StoredLink | None:
-    """Every click id already linked to this external CID, or None when there is none."""
-    if external_cid is None:
-        return None
-    cids = session.execute(select(Link.cid).where(Link.external_cid == external_cid)).scalars()
-    found = frozenset(cids)
-    return StoredLink(external_cid, found) if found else None
-
-
-def _has_prior_paid_invoice(session: Session, fact: PaymentFact) -> bool:
-    """An earlier invoice of the same subscription was paid with something to commission."""
-    if fact.subscription_id is None:
-        return False
-    return bool(
-        session.execute(
-            select(
-                exists().where(
-                    Conversion.provider == PROVIDER,
-                    Conversion.subscription_id == fact.subscription_id,
-                    Conversion.dedupe_key != fact.key,
-                    Conversion.amount_minor > 0,
-                )
-            )
-        ).scalar()
-    )
-
-
-def _known(
-    session: Session,
-    rt: Runtime,
-    fact: PaymentFact,
-    existing: Conversion | None,
-    identity: Identity | None,
-    coupon_codes: tuple[str, ...] = (),
-    fx: FxInfo | None = None,
-    made_by_checkout: bool = False,
-) -> tuple[Known, str | None]:
-    """The planner's inputs from the database, and the external CID in use."""
-    external_cid = resolve_external_cid(
-        fact, rt.mapping, identity.external_cid if identity else None
-    )
-    known = Known(
-        existing=_existing(existing),
-        has_prior_paid_invoice=_has_prior_paid_invoice(session, fact),
-        customer_external_cid=identity.external_cid if identity else None,
-        link=_stored_link(session, external_cid),
-        customer_opted_out=bool(identity and identity.opted_out),
-        paid_out_of_band=bool(existing and (existing.facts or {}).get("out_of_band"))
-        or invoice_paid_out_of_band(session, fact.invoice_id),
-        coupon_codes=coupon_codes,
-        fx=fx,
-        invoice_created_by_checkout=made_by_checkout,
-    )
-    return known, external_cid
-
-
-def _row(session: Session, fact: PaymentFact, existing: Conversion | None) -> Conversion:
-    """The payment's conversion row, new or existing, with the payment's ids filled in."""
-    now = utcnow()
-    conv = existing or Conversion(
-        provider=PROVIDER,
-        dedupe_key=fact.key,
-        external_id=fact.key,
-        kind="pending",
-        state=HELD,
-        created_at=now,
-        event_id=fact.meta.event_id,
-        facts={},
-    )
-    conv.livemode = fact.meta.livemode
-    conv.stripe_customer_id = fact.customer_id or conv.stripe_customer_id
-    conv.customer_id = fact.customer_id or conv.customer_id
-    for name in (
-        "invoice_id",
-        "payment_intent_id",
-        "charge_id",
-        "checkout_session_id",
-        "subscription_id",
-    ):
-        setattr(conv, name, getattr(fact, name) or getattr(conv, name))
-    conv.cid = fact.click_id or conv.cid
-    conv.amount_minor = fact.amount_minor
-    conv.currency = fact.currency
-    conv.updated_at = now
-    facts: dict[str, Any] = dict(conv.facts or {})
-    facts.update(
-        {
-            "origin": fact.origin,
-            "billing_reason": fact.billing_reason,
-            "paid_minor": fact.amount_paid_minor,
-            "paid_currency": fact.currency,
-        }
-    )
-    codes = fact.discounts.promotion_codes
-    if codes:
-        facts["coupon_codes"] = list(codes)
-    if fact.discounts.promotion_code_ids:
-        facts["promotion_code_ids"] = list(fact.discounts.promotion_code_ids)
-    conv.facts = facts
-    if existing is None:
-        session.add(conv)
-    session.flush()
-    return conv
-
-
-def _fill(conv: Conversion, decision: Convert) -> None:
-    """What the conversion call will carry."""
-    conv.kind = decision.case
-    conv.conversion_type_code = decision.conversion_type_code
-    conv.amount_minor = decision.amount_minor
-    conv.currency = decision.currency
-    conv.status = decision.status or "approved"
-    conv.customer_id = decision.customer_id
-    facts = dict(conv.facts or {})
-    facts["send_currency"] = decision.currency_code
-    facts.pop("currency_hold", None)
-    conv.facts = facts
-    if decision.target.by == "cid":
-        conv.cid, conv.external_cid = decision.target.value, None
-    elif decision.target.by == "coupon":
-        conv.cid, conv.external_cid = None, None
-        conv.facts = {**(conv.facts or {}), "coupon_codes": list(decision.target.coupon_codes)}
-    else:
-        conv.external_cid = decision.target.value
-
-
-def _as_if_attributed(rt: Runtime, fact: PaymentFact, known: Known, ext: str) -> Convert | Hold:
-    """Price an unattributed payment now, so a later link only has to queue it."""
-    decision = decide_payment(
-        fact, replace(known, link=StoredLink(ext)), rt.mapping, rt.settings.trackdesk_currency
-    )
-    return decision if isinstance(decision, (Convert, Hold)) else Hold("unattributed", "")
 
 
 def apply_payment(
@@ -209,13 +56,13 @@ def _decide_and_write(
         select(Conversion).where(Conversion.provider == PROVIDER, Conversion.dedupe_key == fact.key)
     ).scalar_one_or_none()
     identity = session.get(Identity, fact.customer_id) if fact.customer_id else None
-    known, external_cid = _known(
+    known, external_cid = known_inputs(
         session, rt, fact, existing, identity, coupon_codes, fx, made_by_checkout
     )
     decision = decide_payment(fact, known, rt.mapping, rt.settings.trackdesk_currency, now=utcnow())
     if isinstance(decision, Skip):
-        return _skip(session, fact, existing, decision), None
-    conv = _row(session, fact, existing)
+        return record_skip(session, fact, existing, decision), None
+    conv = payment_row(session, fact, existing)
     if fact.customer_id and external_cid:
         remember_identity(
             session,
@@ -224,8 +71,8 @@ def _decide_and_write(
             email=fact.customer_email,
         )
     if isinstance(decision, Hold):
-        return _hold(session, rt, fact, known, conv, decision, external_cid), conv
-    _fill(conv, decision)
+        return record_hold(session, rt, fact, known, conv, decision, external_cid), conv
+    fill(conv, decision)
     if decision.link is not None:
         conv.state = HELD  # link_customer releases it, queued after the link call
         conv.external_cid = decision.link.external_cid
@@ -249,47 +96,6 @@ def _decide_and_write(
     return f"converted:{decision.case}", conv
 
 
-def _skip(session: Session, fact: PaymentFact, existing: Conversion | None, decision: Skip) -> str:
-    """Record why nothing is sent (once per payment; a converted payment stays as it is)."""
-    if decision.reason == "already_converted":
-        return "duplicate_payment"
-    conv = _row(session, fact, existing)
-    conv.state = SKIPPED
-    conv.kind = conv.kind if conv.kind != "pending" else fact.origin
-    conv.reason = decision.detail
-    conv.facts = {**(conv.facts or {}), "skipped": decision.reason}
-    if decision.reason == "zero_amount":
-        conv.amount_minor = 0
-    return f"skipped:{decision.reason}"
-
-
-def _hold(
-    session: Session,
-    rt: Runtime,
-    fact: PaymentFact,
-    known: Known,
-    conv: Conversion,
-    decision: Hold,
-    external_cid: str | None,
-) -> str:
-    """Keep the payment: until a link arrives (unattributed) or for the merchant (currency)."""
-    conv.reason = decision.detail
-    if decision.reason == "unattributed":
-        conv.state = HELD
-        conv.hold_until = decision.until
-        conv.external_cid = external_cid
-        priced = _as_if_attributed(rt, fact, known, external_cid or "")
-        if isinstance(priced, Convert):
-            _fill(conv, priced)
-            conv.external_cid = external_cid
-        else:
-            conv.facts = {**(conv.facts or {}), "currency_hold": priced.detail}
-    else:
-        conv.state = BLOCKED
-        conv.hold_until = None
-    return f"held:{decision.reason}"
-
-
 def apply_link(session: Session, rt: Runtime, fact: LinkFact, event: Event) -> str:
     """A customer seen with a click id (subscription checkout, customer metadata)."""
     identity = session.get(Identity, fact.customer_id) if fact.customer_id else None
@@ -307,7 +113,7 @@ def apply_link(session: Session, rt: Runtime, fact: LinkFact, event: Event) -> s
             identity.opted_out = fact.opted_out
     known = Known(
         customer_external_cid=identity.external_cid if identity else None,
-        link=_stored_link(session, external_cid),
+        link=stored_link(session, external_cid),
         customer_opted_out=bool(identity and identity.opted_out),
     )
     decision = decide_link(fact, known, rt.mapping)
