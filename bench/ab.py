@@ -26,7 +26,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from bench.ingest import PG_ADMIN, ROOT, ack_run, work_folder
+from bench.ingest import PG_ADMIN, ROOT, ack_run, disks_share, work_folder
 
 SITECUSTOMIZE = '''"""Written by bench/ab.py: one variant's assignments, made at start-up."""
 import importlib
@@ -88,7 +88,8 @@ def main() -> None:
             keys = ("p50_ms", "p90_ms", "p99_ms", "max_ms", "cpu_s")
             row: dict[str, Any] = {"round": index + 1, "variant": name,
                                    **{k: result[k] for k in keys}}  # fmt: skip
-            row["over_25ms"] = sum(result["over_25ms_by_second"].values())
+            row["over_25ms"], row["over_25ms_disk"] = disks_share(result)
+            row["disk_max_ms"] = result["disk"]["max_ms"]
             print(json.dumps(row), flush=True)
 
 

@@ -30,6 +30,7 @@ import sqlite3
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -42,7 +43,7 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import create_engine, text
 
-from bench import cpu_probe
+from bench import cpu_probe, disk_probe
 from bench.events import write_request_file
 from tests.support.fake_trackdesk import read_recordings
 from tests.support.procs import ROOT, Procs, child_env, run_bridge
@@ -237,9 +238,17 @@ def measured_run(url: str, rate: float, args: argparse.Namespace, workdir: Path,
     requests = fresh_file(workdir, int(rate * args.ack_seconds) + 1)
     openloop(url, warm_up, rate, 1.0)
     before = {name: cpu_seconds(pid) for name, pid in watched.items()}
+    # The disk's flush times beside the run (bench/disk_probe.py): a slow flush holds up every
+    # commit, so slow answers in the same second are the disk's, not the code's.
+    disk = subprocess.Popen(
+        [sys.executable, "-m", "bench.disk_probe", "--dir", str(workdir),
+         "--seconds", str(args.ack_seconds)],
+        stdout=subprocess.PIPE, text=True, cwd=ROOT, env=child_env({}))  # fmt: skip
     result = openloop(url, requests, rate, args.ack_seconds)
     result["cpu_s"] = {name: round(cpu_seconds(pid) - before[name], 2)
                        for name, pid in watched.items()}  # fmt: skip
+    out, _ = disk.communicate(timeout=args.ack_seconds + 30)
+    result["disk"] = json.loads(out.strip().splitlines()[-1])
     return result
 
 
@@ -315,7 +324,8 @@ def machine() -> dict[str, Any]:
             "kernel": platform.release(), "python": platform.python_version(),
             "sqlite": sqlite3.sqlite_version, "wrk": " ".join(wrk_version), **versions,
             "loadavg_at_start": os.getloadavg(),
-            "cpu_probe": cpu_probe.probe(PROBE_SECONDS)}  # fmt: skip
+            "cpu_probe": cpu_probe.probe(PROBE_SECONDS),
+            "disk_probe": disk_probe.probe(Path(tempfile.gettempdir()), PROBE_SECONDS)}  # fmt: skip
 
 
 def median(values: list[float]) -> float:
@@ -364,6 +374,14 @@ def probe_line(probe: dict[str, Any]) -> str:
             "of the time.")
 
 
+def disk_line(probe: dict[str, Any]) -> str:
+    """What bench/disk_probe.py saw on the idle machine before the run, in one sentence."""
+    return (f"Disk steadiness before the run (`bench/disk_probe.py`, idle machine, "
+            f"{probe['seconds']:.0f} s): {probe['flushes']} flushes of 4 KiB, median "
+            f"{probe['p50_ms']:.2f} ms, slowest {probe['max_ms']:.1f} ms, {probe['slow']} of "
+            f"{disk_probe.SLOW_MS:.0f} ms or more.")
+
+
 def report(results: dict[str, Any], args: argparse.Namespace) -> str:
     """The Markdown report."""
     m = results["machine"]
@@ -374,6 +392,8 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> str:
         f"load average at start {tuple(round(x, 2) for x in m['loadavg_at_start'])}.",
         "",
         probe_line(m["cpu_probe"]),
+        "",
+        disk_line(m["disk_probe"]),
         "",
         f"gunicorn: 2 workers x {args.threads} threads for every target. "
         f"Peak: wrk -t1 -c{args.connections}, {args.rounds} rotating rounds of {args.duration} s "
@@ -415,9 +435,14 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> str:
               "latency; "
               f"worker: `bridge worker`, Trackdesk answering in {args.trackdesk_delay * 1000:.0f} "
               "ms). Latency from the scheduled send to the end of the answer.", "",
+              "Disk: `bench/disk_probe.py` flushed 4 KiB every 20 ms in the work folder beside "
+              "each run; answers over 25 ms in a second in which (or right after which) one of "
+              f"its flushes took {disk_probe.SLOW_MS:.0f} ms or more are counted as the disk's.",
+              "",
               "| backend | rate req/s | mode | p50 ms | p99 ms (runs) | max ms | failures "
-              "| events processed | Trackdesk calls | client lag p99 ms | CPU s in the run |",
-              "|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+              "| events processed | Trackdesk calls | client lag p99 ms | CPU s in the run "
+              "| answers > 25 ms (the disk's) | slowest disk flush ms (runs) |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for backend, data in results["backends"].items():
         for phase in data.get("ack", []):
             lines += _ack_rows(backend, phase)
@@ -445,8 +470,28 @@ def _ack_rows(backend: str, phase: dict[str, Any]) -> list[str]:
             f"{max(r['max_ms'] for r in runs):.1f} | {sum(r['failures'] for r in runs)} | "
             f"{sum(r['events_processed'] for r in runs)} | "
             f"{sum(r['trackdesk_calls'] for r in runs)} | "
-            f"{max(r['client_lag_p99_ms'] for r in runs):.1f} | {_cpu(runs)} |")  # fmt: skip
+            f"{max(r['client_lag_p99_ms'] for r in runs):.1f} | {_cpu(runs)} | "
+            f"{_slow_answers(runs)} | {_flushes(runs)} |")  # fmt: skip
     return lines
+
+
+def disks_share(run: dict[str, Any]) -> tuple[int, int]:
+    """Answers over 25 ms in the run, and how many of them fell in a second in which, or right
+    after which, the disk probe saw a slow flush (the backlog of a stall drains into the next)."""
+    slow = {int(second) for second in run.get("disk", {}).get("slow_by_second", {})}
+    late = {int(second): count for second, count in run["over_25ms_by_second"].items()}
+    return sum(late.values()), sum(c for s, c in late.items() if s in slow or s - 1 in slow)
+
+
+def _slow_answers(runs: list[dict[str, Any]]) -> str:
+    """Answers over 25 ms summed over the runs, with the disk's share in brackets."""
+    shares = [disks_share(r) for r in runs]
+    return f"{sum(t for t, _ in shares)} ({sum(d for _, d in shares)})"
+
+
+def _flushes(runs: list[dict[str, Any]]) -> str:
+    """The slowest disk flush of each run (ms), or a dash where the probe did not run."""
+    return ", ".join(f"{r['disk']['max_ms']:.0f}" if "disk" in r else "-" for r in runs)
 
 
 def arguments() -> argparse.Namespace:
