@@ -1,9 +1,5 @@
-"""How hard the worker's event processing may push while webhooks arrive (its rest policy).
-
-Processing holds SQLite's single write lock (webhooks queue behind it), shares the CPU with the
-web, and what it processes starts deliveries; so while webhooks arrive the worker rests after
-each event, longer the faster they come, and with none in the last seconds it runs free.
-"""
+"""How hard the worker's event processing may push while webhooks arrive: its rest policy
+(why and how much: the comment on PROCESSING_REST_RATIO) and how it tells webhooks are arriving."""
 
 from __future__ import annotations
 
