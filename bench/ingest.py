@@ -149,8 +149,9 @@ def cpu_seconds(pid: int) -> float:
     return total / CLOCK_TICKS
 
 
-def wrk(url: str, request_file: Path, seconds: float, connections: int,
-        server_pid: int | None = None) -> dict[str, Any]:
+def wrk(
+    url: str, request_file: Path, seconds: float, connections: int, server_pid: int | None = None
+) -> dict[str, Any]:
     """One wrk run (1 thread); its done() line, requests/s and the server's CPU per request."""
     before = cpu_seconds(server_pid) if server_pid else 0.0
     parts = urlsplit(url)
@@ -179,8 +180,11 @@ def peak(backend: str, args: argparse.Namespace, workdir: Path) -> dict[str, Any
         servers = {
             "hello": procs.gunicorn({}, app=HELLO_APP, name="hello", threads=args.threads),
             "ingest": procs.gunicorn(env, app=BRIDGE_APP, name="bridge", threads=args.threads),
-            **({"bare": procs.gunicorn(env, app=BARE_APP, name="bare", threads=args.threads)}
-               if args.bare else {}),
+            **(
+                {"bare": procs.gunicorn(env, app=BARE_APP, name="bare", threads=args.threads)}
+                if args.bare
+                else {}
+            ),
         }
         paths = {"hello": "/hello", "ingest": "/webhooks/stripe", "bare": "/webhooks/stripe"}
         targets = {name: url + paths[name] for name, (_, url) in servers.items()}
@@ -228,8 +232,9 @@ def openloop(url: str, request_file: Path, rate: float, seconds: float) -> dict[
     return result
 
 
-def measured_run(url: str, rate: float, args: argparse.Namespace, workdir: Path,
-                 watched: dict[str, int]) -> dict[str, Any]:
+def measured_run(
+    url: str, rate: float, args: argparse.Namespace, workdir: Path, watched: dict[str, int]
+) -> dict[str, Any]:
     """A warm-up second, then the measured open-loop run, with the CPU seconds each watched
     process used during it (the worker's share of the machine is what it takes from the web)."""
     # Both request files are signed first, so the measured run follows the warm-up at once:
@@ -252,8 +257,15 @@ def measured_run(url: str, rate: float, args: argparse.Namespace, workdir: Path,
     return result
 
 
-def ack_run(backend: str, with_worker: bool, rate: float, args: argparse.Namespace,
-            workdir: Path, label: str, extra_env: dict[str, str] | None = None) -> dict[str, Any]:
+def ack_run(
+    backend: str,
+    with_worker: bool,
+    rate: float,
+    args: argparse.Namespace,
+    workdir: Path,
+    label: str,
+    extra_env: dict[str, str] | None = None,
+) -> dict[str, Any]:
     """Ack latency at `rate` on a fresh database, with or without a worker and a slow Trackdesk
     (`extra_env`: more variables for the bridge's processes, as bench/ab.py sets them)."""
     with database(backend, workdir, args.pg_url) as db, Procs(workdir / "logs" / label) as procs:
@@ -268,14 +280,16 @@ def ack_run(backend: str, with_worker: bool, rate: float, args: argparse.Namespa
             watched["worker"] = procs.worker(env).pid
         result = measured_run(bridge_url + "/webhooks/stripe", rate, args, workdir, watched)
         result["events_processed"] = db.count(
-            "SELECT count(*) FROM events WHERE processed_at IS NOT NULL")
+            "SELECT count(*) FROM events WHERE processed_at IS NOT NULL"
+        )
         result["trackdesk_calls"] = len(read_recordings(record)) if with_worker else 0
     print(f"  {label}: p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms", file=sys.stderr)
     return result
 
 
-def hello_ack_run(rate: float, args: argparse.Namespace, workdir: Path,
-                  label: str) -> dict[str, Any]:
+def hello_ack_run(
+    rate: float, args: argparse.Namespace, workdir: Path, label: str
+) -> dict[str, Any]:
     """The baseline of an ack phase: hello-world under the same gunicorn, the same open-loop
     client and rate, warm-up second first. What it misses, the machine misses, not the bridge."""
     with Procs(workdir / "logs" / label) as procs:  # the same requests; it ignores the body
@@ -300,8 +314,7 @@ def ack(backend: str, rate: float, args: argparse.Namespace, workdir: Path) -> d
             if mode == "hello":
                 runs[mode].append(hello_ack_run(rate, args, workdir, label))
             else:
-                runs[mode].append(
-                    ack_run(backend, mode == "worker", rate, args, workdir, label))
+                runs[mode].append(ack_run(backend, mode == "worker", rate, args, workdir, label))
     return {"rate": rate, "runs": runs}
 
 
@@ -366,20 +379,24 @@ LABELS = {"hello": "hello-world", "ingest": "**ingest**", "bare": "bare handler 
 
 def probe_line(probe: dict[str, Any]) -> str:
     """What bench/cpu_probe.py saw on the idle machine before the run, in one sentence."""
-    return (f"CPU steadiness before the run (`bench/cpu_probe.py`, idle machine, "
-            f"{probe['seconds']:.0f} s): {probe['slow_windows']} windows in which a fixed "
-            f"{probe['chunk_median_us']:.0f} µs of work took at least "
-            f"{cpu_probe.SLOW_FACTOR:.0f} times as long (up to {probe['worst_slowdown']:.0f} "
-            f"times), the longest {probe['longest_ms']:.0f} ms, {100 * probe['slow_share']:.1f} % "
-            "of the time.")
+    return (
+        f"CPU steadiness before the run (`bench/cpu_probe.py`, idle machine, "
+        f"{probe['seconds']:.0f} s): {probe['slow_windows']} windows in which a fixed "
+        f"{probe['chunk_median_us']:.0f} µs of work took at least "
+        f"{cpu_probe.SLOW_FACTOR:.0f} times as long (up to {probe['worst_slowdown']:.0f} "
+        f"times), the longest {probe['longest_ms']:.0f} ms, {100 * probe['slow_share']:.1f} % "
+        "of the time."
+    )
 
 
 def disk_line(probe: dict[str, Any]) -> str:
     """What bench/disk_probe.py saw on the idle machine before the run, in one sentence."""
-    return (f"Disk steadiness before the run (`bench/disk_probe.py`, idle machine, "
-            f"{probe['seconds']:.0f} s): {probe['flushes']} flushes of 4 KiB, median "
-            f"{probe['p50_ms']:.2f} ms, slowest {probe['max_ms']:.1f} ms, {probe['slow']} of "
-            f"{disk_probe.SLOW_MS:.0f} ms or more.")
+    return (
+        f"Disk steadiness before the run (`bench/disk_probe.py`, idle machine, "
+        f"{probe['seconds']:.0f} s): {probe['flushes']} flushes of 4 KiB, median "
+        f"{probe['p50_ms']:.2f} ms, slowest {probe['max_ms']:.1f} ms, {probe['slow']} of "
+        f"{disk_probe.SLOW_MS:.0f} ms or more."
+    )
 
 
 def report(results: dict[str, Any], args: argparse.Namespace) -> str:
@@ -501,16 +518,23 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=3, help="peak rounds per target")
     parser.add_argument("--duration", type=int, default=4, help="seconds per wrk run")
     parser.add_argument("--connections", default="4,16,32", help="wrk connection counts")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="gunicorn threads per worker, for every target (Procfile: sync, 1)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="gunicorn threads per worker, for every target (Procfile: sync, 1)",
+    )
     parser.add_argument("--ack-rounds", type=int, default=2, help="runs per ack mode")
     parser.add_argument("--ack-seconds", type=float, default=10.0)
     parser.add_argument("--ack-rate", help="req/s, comma-separated (default: half the peak)")
     parser.add_argument("--skip-peak", action="store_true", help="ack phase only (give --ack-rate)")
     parser.add_argument("--trackdesk-delay", type=float, default=0.5)
     parser.add_argument("--skip-ack", action="store_true")
-    parser.add_argument("--bare", action="store_true",
-                        help="also load bench/bare_store.py (verify + one raw insert, no more)")
+    parser.add_argument(
+        "--bare",
+        action="store_true",
+        help="also load bench/bare_store.py (verify + one raw insert, no more)",
+    )
     parser.add_argument("--pg-url", default=os.environ.get("BRIDGE_TEST_POSTGRES_URL", PG_ADMIN))
     parser.add_argument("--workdir", type=Path, help="default: a new folder under /tmp")
     parser.add_argument("--json", type=Path, help="also write every raw figure here")

@@ -1,9 +1,9 @@
 """Exceptions of the bridge.
 
-    BridgeError                 base; its docstring is the default message
-    ├── ConfigError             start-up configuration missing or malformed
-    ├── StorageUnavailable      the database could not store or read (answer 503, Stripe retries)
-    └── BadRequest              client input refused (answer 4xx with a JSON error)
+BridgeError                 base; its docstring is the default message
+├── ConfigError             start-up configuration missing or malformed
+├── StorageUnavailable      the database could not store or read (answer 503, Stripe retries)
+└── BadRequest              client input refused (answer 4xx with a JSON error)
 """
 
 from __future__ import annotations

@@ -117,7 +117,12 @@ def apply(session: Session, rt: Runtime, event: Event, prepared: Prepared) -> st
         return "malformed"
     if isinstance(fact, PaymentFact):
         return apply_payment(
-            session, rt, fact, event, coupon_codes=prepared.coupon_codes, fx=prepared.fx,
+            session,
+            rt,
+            fact,
+            event,
+            coupon_codes=prepared.coupon_codes,
+            fx=prepared.fx,
             made_by_checkout=prepared.made_by_checkout,
         )
     if isinstance(fact, LinkFact):

@@ -30,13 +30,23 @@ def test_backfill_stores_new_events_once_in_creation_order(tmp_path, monkeypatch
     first["created"], second["created"], third["created"] = 100, 200, 300
     from bridge.store import store_event
 
-    store_event(rt.engine, provider="stripe", event_id=second["id"], event_type=second["type"],
-                livemode=True, body=json.dumps(second).encode())  # the webhook had it already
+    store_event(
+        rt.engine,
+        provider="stripe",
+        event_id=second["id"],
+        event_type=second["type"],
+        livemode=True,
+        body=json.dumps(second).encode(),
+    )  # the webhook had it already
     responses.add(responses.GET, f"{API}/v1/events", json=_page([third, second], True))
     responses.add(responses.GET, f"{API}/v1/events", json=_page([first], False))
     monkeypatch.chdir(tmp_path)
-    for key, value in {**BASE_ENV, "DATABASE_URL": url, "STRIPE_API_KEY": "rk_test_bf",
-                       "STRIPE_API_BASE": API}.items():
+    for key, value in {
+        **BASE_ENV,
+        "DATABASE_URL": url,
+        "STRIPE_API_KEY": "rk_test_bf",
+        "STRIPE_API_BASE": API,
+    }.items():
         monkeypatch.setenv(key, value)
     result = CliRunner().invoke(main, ["backfill", "--since", "2026-11-01"])
     assert result.exit_code == 0, result.output

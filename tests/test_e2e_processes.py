@@ -53,8 +53,11 @@ def calls_for(seen: list[Recorded], checkout: Checkout) -> list[Recorded]:
 
 def assert_converted(fake: FakeTrackdesk, checkout: Checkout) -> None:
     """Trackdesk got exactly the link, then the conversion, with these exact bodies."""
-    seen = fake.wait_for(lambda s: len(calls_for(s, checkout)) >= 2, timeout=DEADLINE,
-                         what=f"link and conversion of {checkout.event_id}")
+    seen = fake.wait_for(
+        lambda s: len(calls_for(s, checkout)) >= 2,
+        timeout=DEADLINE,
+        what=f"link and conversion of {checkout.event_id}",
+    )
     link, conversion = calls_for(seen, checkout)[:2]
     assert (link.method, link.path) == ("POST", LINK_PATH)
     assert link.body == checkout.link_body(REVENUE_ORIGIN)
@@ -166,8 +169,13 @@ def test_bridge_serve_alone_converts_on_its_own_sqlite(
 def test_bridge_serve_names_every_missing_variable_in_one_line(tmp_path: Path) -> None:
     """Missing required settings: non-zero exit, one line naming them all, no traceback."""
     result = subprocess.run(
-        bridge_command("serve", "--port", "0"), env=child_env({"TRACKDESK_TENANT_ID": "acme"}),
-        cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False,
+        bridge_command("serve", "--port", "0"),
+        env=child_env({"TRACKDESK_TENANT_ID": "acme"}),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
         stdin=subprocess.DEVNULL,
     )
     assert result.returncode != 0
@@ -190,8 +198,11 @@ def test_replay_sends_refused_calls_again(
     checkouts = [fresh_checkout() for _ in range(3)]
     for checkout in checkouts:
         deliver(web, checkout)
-    fake.wait_for(lambda s: sum(r.status == 400 for r in s) == 3, timeout=DEADLINE,
-                  what="three refused conversions")
+    fake.wait_for(
+        lambda s: sum(r.status == 400 for r in s) == 3,
+        timeout=DEADLINE,
+        what="three refused conversions",
+    )
     engine = sqlite_engine(tmp_path / "instance" / "bridge.sqlite3")
     try:
         wait_status(engine, "three dead letters", dead=3, delivered=3)

@@ -15,8 +15,12 @@ STATUS_PATH = "/api/node/conversions/v1/update-status-by-external-id"
 
 
 def test_a_full_refund_sends_refunded_after_the_conversion(tmp_path, fake, procs):
-    env = {**BASE_ENV, "DATABASE_URL": f"sqlite:///{tmp_path}/bridge.sqlite3",
-           "TRACKDESK_BASE_URL": fake.url, "TRACKDESK_API_KEY": "td-personal-token"}
+    env = {
+        **BASE_ENV,
+        "DATABASE_URL": f"sqlite:///{tmp_path}/bridge.sqlite3",
+        "TRACKDESK_BASE_URL": fake.url,
+        "TRACKDESK_API_KEY": "td-personal-token",
+    }
     assert run_bridge(["db", "upgrade"], env, cwd=tmp_path).returncode == 0
     _, web = procs.gunicorn(env, cwd=tmp_path)
     procs.worker(env, cwd=tmp_path)
@@ -29,12 +33,16 @@ def test_a_full_refund_sends_refunded_after_the_conversion(tmp_path, fake, procs
     charge = refund["data"]["object"]
     charge.update(payment_intent=checkout.payment_intent, customer=checkout.customer)
     raw = json.dumps(refund).encode()
-    status, answer = http_post(web + "/webhooks/stripe", raw,
-                               {"Stripe-Signature": sign(raw), "Content-Type": "application/json"})
+    status, answer = http_post(
+        web + "/webhooks/stripe",
+        raw,
+        {"Stripe-Signature": sign(raw), "Content-Type": "application/json"},
+    )
     assert status == 200, answer
 
-    seen = fake.wait_for(lambda s: any(r.path == STATUS_PATH for r in s), timeout=60,
-                         what="the status update")
+    seen = fake.wait_for(
+        lambda s: any(r.path == STATUS_PATH for r in s), timeout=60, what="the status update"
+    )
     paths = [r.path for r in seen]
     assert paths.index(STATUS_PATH) > paths.index("/tracking/external-cid/v1")
     update = next(r for r in seen if r.path == STATUS_PATH)

@@ -108,9 +108,12 @@ def test_rows_read_back_as_the_orm_writes_them(db_url, tmp_path, fixture):
                 provider="stripe", event_id=event_id, event_type="checkout.session.completed",
                 livemode=livemode, body=body,
             ) is True  # fmt: skip
-        assert rt.intake.store(
-            provider="stripe", event_id="evt_live", event_type="x", livemode=True, body=b"{}"
-        ) is False  # a duplicate: the first row stays as it was
+        assert (
+            rt.intake.store(
+                provider="stripe", event_id="evt_live", event_type="x", livemode=True, body=b"{}"
+            )
+            is False
+        )  # a duplicate: the first row stays as it was
         rows = _events(rt)
         assert [(r.event_id, r.livemode, r.type) for r in rows] == [
             ("evt_live", True, "checkout.session.completed"),

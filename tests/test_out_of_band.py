@@ -124,9 +124,13 @@ def test_with_an_api_key_an_invoice_paid_by_card_converts_and_its_payment_is_kno
     calls = linked_then_invoice(runtime, load_fixture("invoice_payment.paid")["data"]["object"])
     assert [b["amount"]["value"] for b in sent_for(calls, INVOICE)] == ["29"]
     with runtime.sessions() as session:
-        paid_by = session.execute(
-            select(InvoicePayment.payment_intent_id).where(InvoicePayment.invoice_id == INVOICE)
-        ).scalars().all()
+        paid_by = (
+            session.execute(
+                select(InvoicePayment.payment_intent_id).where(InvoicePayment.invoice_id == INVOICE)
+            )
+            .scalars()
+            .all()
+        )
     assert paid_by == ["pi_3QxYinvoicepay01"]  # a later refund of it finds the conversion
     runtime.close()
 
@@ -165,11 +169,17 @@ def test_with_an_api_key_a_checkouts_invoice_processed_first_is_a_one_time_payme
     paid.update(billing_reason="manual", parent=None)
     paid["lines"]["data"] = []
     paid_by = load_fixture("invoice_payment.paid")["data"]["object"]
-    session = dict(load_fixture("checkout.session.completed.payment")["data"]["object"],
-                   invoice=INVOICE, payment_intent=paid_by["payment"]["payment_intent"])
+    session = dict(
+        load_fixture("checkout.session.completed.payment")["data"]["object"],
+        invoice=INVOICE,
+        payment_intent=paid_by["payment"]["payment_intent"],
+    )
     sessions = [session] if from_checkout else []
-    td.add(responses.GET, f"{STRIPE}/v1/invoice_payments",
-           json={"object": "list", "has_more": False, "data": [paid_by]})
+    td.add(
+        responses.GET,
+        f"{STRIPE}/v1/invoice_payments",
+        json={"object": "list", "has_more": False, "data": [paid_by]},
+    )
     td.add(responses.GET, f"{STRIPE}/v1/checkout/sessions",
            json={"object": "list", "has_more": False, "data": sessions})  # fmt: skip
     bridge.post(load_fixture("checkout.session.completed.payment"))  # another payment: links

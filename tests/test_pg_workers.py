@@ -166,10 +166,18 @@ def test_a_worker_killed_mid_batch_loses_nothing(
     fake.wait_for(lambda s: len(s) >= 10, timeout=DEADLINE, what="the victim's first calls")
     survivor = procs.worker(env, name="survivor")
     held_by = Outbox.locked_by.like(f"%:{victim.pid}:%")
-    wait_until(lambda: count_rows(engine, Outbox.locked_by.like(f"%:{survivor.pid}:%")) > 0,
-               timeout=DEADLINE, what="the survivor claiming rows", watch=[survivor])
-    wait_until(lambda: count_rows(engine, held_by, Outbox.state == "pending") > 0,
-               timeout=DEADLINE, what="the victim holding rows", watch=[victim])
+    wait_until(
+        lambda: count_rows(engine, Outbox.locked_by.like(f"%:{survivor.pid}:%")) > 0,
+        timeout=DEADLINE,
+        what="the survivor claiming rows",
+        watch=[survivor],
+    )
+    wait_until(
+        lambda: count_rows(engine, held_by, Outbox.state == "pending") > 0,
+        timeout=DEADLINE,
+        what="the victim holding rows",
+        watch=[victim],
+    )
 
     victim.kill()
     with engine.connect() as conn:

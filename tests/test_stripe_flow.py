@@ -331,8 +331,11 @@ def test_thin_event_is_fetched_when_an_api_key_is_set(make_bridge, td):
     invoice["id"] = "in_thin_2"
     td.add(responses.GET, "http://stripe.test/v1/invoices/in_thin_2", json=invoice)
     paid_by = load_fixture("invoice_payment.paid")["data"]["object"]  # asked: out of band?
-    td.add(responses.GET, "http://stripe.test/v1/invoice_payments",
-           json={"object": "list", "has_more": False, "data": [dict(paid_by, invoice="in_thin_2")]})
+    td.add(
+        responses.GET,
+        "http://stripe.test/v1/invoice_payments",
+        json={"object": "list", "has_more": False, "data": [dict(paid_by, invoice="in_thin_2")]},
+    )
     bridge.post(load_fixture("checkout.session.completed.subscription"))
     bridge.post(
         {

@@ -157,8 +157,9 @@ def _attribute(
         return Target("external_cid", external_cid), link
     if known.link is not None:
         return Target("external_cid", known.link.external_cid), None
-    codes = tuple(dict.fromkeys(c for c in (*fact.discounts.promotion_codes, *known.coupon_codes)
-                                if c))
+    codes = tuple(
+        dict.fromkeys(c for c in (*fact.discounts.promotion_codes, *known.coupon_codes) if c)
+    )
     if codes:  # no click attributes it: Trackdesk matches the promotion code to an affiliate
         return Target("coupon", ",".join(codes), codes), None
     if fact.customer_id is None and external_cid is None:

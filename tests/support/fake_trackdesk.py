@@ -177,8 +177,15 @@ class FakeTrackdesk:
                 )
             return list(self._seen)
 
-    def choose(self, method: str, path: str, headers: dict[str, str], raw: str,
-               client_port: int, arrived: tuple[float, float]) -> Answer:
+    def choose(
+        self,
+        method: str,
+        path: str,
+        headers: dict[str, str],
+        raw: str,
+        client_port: int,
+        arrived: tuple[float, float],
+    ) -> Answer:
         """Record one request and pick its answer (called by the handler threads)."""
         try:
             body = json.loads(raw) if raw else None
@@ -187,8 +194,9 @@ class FakeTrackdesk:
         with self._changed:
             rule = next((r for r in self._rules if r.matches(path, body)), None)
             answer = rule.take() if rule is not None else self.default
-            record = Recorded(arrived[0], arrived[1], method, path, headers, body, raw,
-                              client_port, answer.status)
+            record = Recorded(
+                arrived[0], arrived[1], method, path, headers, body, raw, client_port, answer.status
+            )
             self._seen.append(record)
             if self._record_to is not None:
                 self._record_to.write(record.to_json() + "\n")
@@ -206,8 +214,9 @@ class FakeTrackdesk:
 
     def start(self) -> FakeTrackdesk:
         """Serve in a daemon thread."""
-        self._thread = threading.Thread(target=self.serve_forever, name="fake-trackdesk",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self.serve_forever, name="fake-trackdesk", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -239,8 +248,14 @@ def _handler_for(fake: FakeTrackdesk) -> type[BaseHTTPRequestHandler]:
                 return
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length).decode("utf-8", "replace") if length else ""
-            answer = fake.choose(self.command, self.path, dict(self.headers.items()), raw,
-                                 self.client_address[1], arrived)
+            answer = fake.choose(
+                self.command,
+                self.path,
+                dict(self.headers.items()),
+                raw,
+                self.client_address[1],
+                arrived,
+            )
             if answer.delay:
                 time.sleep(answer.delay)  # Trackdesk's own slowness: the answer, not a sync
             self._reply(answer)
@@ -294,8 +309,9 @@ def main(argv: list[str] | None = None) -> None:
         handle = None
         if args.record:
             handle = stack.enter_context(args.record.open("a", encoding="utf-8"))
-        fake = FakeTrackdesk(args.host, args.port, record_to=handle,
-                             default=Answer(args.status, delay=args.delay))
+        fake = FakeTrackdesk(
+            args.host, args.port, record_to=handle, default=Answer(args.status, delay=args.delay)
+        )
         stack.callback(fake.close)
         if args.script:
             for data in json.loads(args.script.read_text(encoding="utf-8")):

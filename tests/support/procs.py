@@ -82,8 +82,10 @@ def wait_until(
             return result
         for proc in watch:
             if not proc.alive():
-                raise AssertionError(f"{proc.name} exited ({proc.returncode()}) while waiting "
-                                     f"for {what}:\n{proc.log_tail()}")
+                raise AssertionError(
+                    f"{proc.name} exited ({proc.returncode()}) while waiting "
+                    f"for {what}:\n{proc.log_tail()}"
+                )
         if time.monotonic() > deadline:
             logs = "\n".join(f"--- {p.name}:\n{p.log_tail()}" for p in watch)
             raise TimeoutError(f"{what}: not within {timeout} s\n{logs}")
@@ -101,8 +103,9 @@ def http_get(url: str, timeout: float = 2.0) -> tuple[int, bytes] | None:
         return None
 
 
-def http_post(url: str, body: bytes, headers: Mapping[str, str],
-              timeout: float = 10.0) -> tuple[int, bytes]:
+def http_post(
+    url: str, body: bytes, headers: Mapping[str, str], timeout: float = 10.0
+) -> tuple[int, bytes]:
     """Status and body of a POST (an HTTP error status is an answer, not an exception)."""
     request = urllib.request.Request(url, data=body, headers=dict(headers), method="POST")
     try:
@@ -181,22 +184,36 @@ class Procs:
         for proc in reversed(self.started):
             proc.stop()
 
-    def start(self, name: str, argv: Sequence[str], env: Mapping[str, str],
-              cwd: Path | None = None) -> Proc:
+    def start(
+        self, name: str, argv: Sequence[str], env: Mapping[str, str], cwd: Path | None = None
+    ) -> Proc:
         """Start `argv` in a new session with stdout and stderr in `<log_dir>/<name>.log`."""
         log = self.log_dir / f"{name}.log"
         with log.open("wb") as out:  # a fresh log: readiness checks read it
             popen = subprocess.Popen(
-                list(argv), env=child_env(env), cwd=cwd or ROOT, stdout=out,
-                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                list(argv),
+                env=child_env(env),
+                cwd=cwd or ROOT,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
             )
         proc = Proc(name, popen, log)
         self.started.append(proc)
         return proc
 
-    def gunicorn(self, env: Mapping[str, str], *, workers: int = 2, name: str = "gunicorn",
-                 app: str = "bridge.app:create_app()", cwd: Path | None = None,
-                 timeout: float = START_TIMEOUT, threads: int = 1) -> tuple[Proc, str]:
+    def gunicorn(
+        self,
+        env: Mapping[str, str],
+        *,
+        workers: int = 2,
+        name: str = "gunicorn",
+        app: str = "bridge.app:create_app()",
+        cwd: Path | None = None,
+        timeout: float = START_TIMEOUT,
+        threads: int = 1,
+    ) -> tuple[Proc, str]:
         """gunicorn on a free port (gthread with `threads` > 1, as the Procfile runs it);
         ready when `/healthz` answers 200."""
         port = free_port()
@@ -204,38 +221,74 @@ class Procs:
                 "--workers", str(workers), "--threads", str(threads), app]  # fmt: skip
         proc = self.start(name, argv, env, cwd)
         url = f"http://127.0.0.1:{port}"
-        wait_until(lambda: _answers_ok(url + "/healthz"), timeout=timeout,
-                   what=f"{name} serving {url}", watch=[proc])
+        wait_until(
+            lambda: _answers_ok(url + "/healthz"),
+            timeout=timeout,
+            what=f"{name} serving {url}",
+            watch=[proc],
+        )
         return proc, url
 
-    def serve(self, env: Mapping[str, str], *, cwd: Path, name: str = "serve",
-              timeout: float = START_TIMEOUT) -> tuple[Proc, str]:
+    def serve(
+        self,
+        env: Mapping[str, str],
+        *,
+        cwd: Path,
+        name: str = "serve",
+        timeout: float = START_TIMEOUT,
+    ) -> tuple[Proc, str]:
         """`bridge serve` on a free port; ready when `/healthz` answers 200."""
         port = free_port()
         proc = self.start(name, bridge_command("serve", "--port", str(port)), env, cwd)
         url = f"http://127.0.0.1:{port}"
-        wait_until(lambda: _answers_ok(url + "/healthz"), timeout=timeout,
-                   what=f"{name} serving {url}", watch=[proc])
+        wait_until(
+            lambda: _answers_ok(url + "/healthz"),
+            timeout=timeout,
+            what=f"{name} serving {url}",
+            watch=[proc],
+        )
         return proc, url
 
-    def worker(self, env: Mapping[str, str], *, name: str = "worker", cwd: Path | None = None,
-               timeout: float = START_TIMEOUT) -> Proc:
+    def worker(
+        self,
+        env: Mapping[str, str],
+        *,
+        name: str = "worker",
+        cwd: Path | None = None,
+        timeout: float = START_TIMEOUT,
+    ) -> Proc:
         """`bridge worker`; ready once it logged that its loops started."""
         return self.workers(env, 1, prefix=name, cwd=cwd, timeout=timeout)[0]
 
-    def workers(self, env: Mapping[str, str], count: int, *, prefix: str = "worker",
-                cwd: Path | None = None, timeout: float = START_TIMEOUT) -> list[Proc]:
+    def workers(
+        self,
+        env: Mapping[str, str],
+        count: int,
+        *,
+        prefix: str = "worker",
+        cwd: Path | None = None,
+        timeout: float = START_TIMEOUT,
+    ) -> list[Proc]:
         """`count` `bridge worker` processes started together, then each waited for."""
         names = [prefix] if count == 1 else [f"{prefix}-{i}" for i in range(count)]
         started = [self.start(name, bridge_command("worker"), env, cwd) for name in names]
         for proc in started:
-            wait_until(_log_has(proc, "worker started"), timeout=timeout,
-                       what=f"{proc.name} started", watch=[proc])
+            wait_until(
+                _log_has(proc, "worker started"),
+                timeout=timeout,
+                what=f"{proc.name} started",
+                watch=[proc],
+            )
         return started
 
     def fake_trackdesk(
-        self, *, record: Path, delay: float = 0.0, name: str = "fake-trackdesk",
-        extra: Sequence[str] = (), timeout: float = START_TIMEOUT,
+        self,
+        *,
+        record: Path,
+        delay: float = 0.0,
+        name: str = "fake-trackdesk",
+        extra: Sequence[str] = (),
+        timeout: float = START_TIMEOUT,
     ) -> tuple[Proc, str]:
         """The fake Trackdesk as a process recording to `record`; returns it and its URL."""
         argv = [sys.executable, "-m", "tests.support.fake_trackdesk", "--port", "0",
@@ -261,12 +314,19 @@ def _answers_ok(url: str) -> bool:
     return answer is not None and answer[0] == 200
 
 
-def run_bridge(args: Sequence[str], env: Mapping[str, str], *, cwd: Path | None = None,
-               timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+def run_bridge(
+    args: Sequence[str], env: Mapping[str, str], *, cwd: Path | None = None, timeout: float = 60.0
+) -> subprocess.CompletedProcess[str]:
     """Run one `bridge …` command to completion and return its result (output captured)."""
     return subprocess.run(
-        bridge_command(*args), env=child_env(env), cwd=cwd or ROOT, capture_output=True,
-        text=True, timeout=timeout, check=False, stdin=subprocess.DEVNULL,
+        bridge_command(*args),
+        env=child_env(env),
+        cwd=cwd or ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        stdin=subprocess.DEVNULL,
     )
 
 
