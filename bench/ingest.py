@@ -245,14 +245,18 @@ def measured_run(
     before = {name: cpu_seconds(pid) for name, pid in watched.items()}
     # The disk's flush times beside the run (bench/disk_probe.py): a slow flush holds up every
     # commit, so slow answers in the same second are the disk's, not the code's.
-    disk = subprocess.Popen(
+    with subprocess.Popen(
         [sys.executable, "-m", "bench.disk_probe", "--dir", str(workdir),
          "--seconds", str(args.ack_seconds)],
-        stdout=subprocess.PIPE, text=True, cwd=ROOT, env=child_env({}))  # fmt: skip
-    result = openloop(url, requests, rate, args.ack_seconds)
-    result["cpu_s"] = {name: round(cpu_seconds(pid) - before[name], 2)
-                       for name, pid in watched.items()}  # fmt: skip
-    out, _ = disk.communicate(timeout=args.ack_seconds + 30)
+        stdout=subprocess.PIPE, text=True, cwd=ROOT, env=child_env({})) as disk:  # fmt: skip
+        try:
+            result = openloop(url, requests, rate, args.ack_seconds)
+        except BaseException:
+            disk.kill()  # a failed run leaves no probe behind
+            raise
+        result["cpu_s"] = {name: round(cpu_seconds(pid) - before[name], 2)
+                           for name, pid in watched.items()}  # fmt: skip
+        out, _ = disk.communicate(timeout=args.ack_seconds + 30)
     result["disk"] = json.loads(out.strip().splitlines()[-1])
     return result
 
