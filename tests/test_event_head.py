@@ -1,0 +1,68 @@
+"""The webhook's JSON head: orjson where it can, `json` for the rest, so both accept the same."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from sqlalchemy import select
+
+from bridge.db.models import Event
+from bridge.errors import BadRequest
+from bridge.web.stripe_hook import loads, parse_event_head
+from tests.conftest import sign
+
+HEAD = '"id": "evt_head_1", "type": "invoice.paid", "livemode": true'
+# Bodies `json` accepts and orjson refuses, and bodies both refuse: the verdict must be json's.
+ONLY_JSON_ACCEPTS = [
+    ("NaN", ("{" + HEAD + ', "x": NaN}').encode()),
+    ("Infinity", ("{" + HEAD + ', "x": -Infinity}').encode()),
+    ("an integer beyond 64 bits", ("{" + HEAD + ', "x": 123456789012345678901234567890}').encode()),
+    ("a float beyond double", ("{" + HEAD + ', "x": 1e400}').encode()),
+    ("a lone surrogate", ("{" + HEAD + ', "x": "\\ud800"}').encode()),
+    ("a UTF-8 byte-order mark", b"\xef\xbb\xbf" + ("{" + HEAD + "}").encode()),
+    ("UTF-16", ("{" + HEAD + "}").encode("utf-16")),
+]
+ROUTE = ONLY_JSON_ACCEPTS[:3]
+ONLY = [c[0] for c in ONLY_JSON_ACCEPTS]
+BOTH_REFUSE = [
+    ("not JSON", b"{not json"),
+    ("trailing garbage", ("{" + HEAD + "}x").encode()),
+    ("a raw control character", b'{"id": "evt_\x01", "type": "t"}'),
+    ("invalid UTF-8", b'{"id": "evt_\xff", "type": "t"}'),
+    ("Latin-1", '{"id": "evt_é", "type": "t"}'.encode("latin-1")),
+    ("empty", b""),
+    ("absurd nesting", b"[" * 100_000 + b"]" * 100_000),
+]
+
+
+@pytest.mark.parametrize(("label", "body"), ONLY_JSON_ACCEPTS, ids=ONLY)
+def test_what_only_json_accepts_is_still_accepted(label, body):
+    expected = ("evt_head_1", "invoice.paid", True)
+    for head in (parse_event_head(body), json.loads(body)):
+        assert (head["id"], head["type"], head["livemode"]) == expected
+
+
+@pytest.mark.parametrize(("label", "body"), BOTH_REFUSE, ids=[c[0] for c in BOTH_REFUSE])
+def test_what_json_refuses_is_refused(label, body):
+    with pytest.raises((ValueError, RecursionError)):
+        json.loads(body)
+    with pytest.raises(BadRequest, match="not valid JSON"):
+        parse_event_head(body)
+
+
+def test_stripes_own_events_read_the_same_both_ways(fixture):
+    for name in ("checkout.session.completed.payment", "invoice.paid.subscription_cycle"):
+        body = json.dumps(fixture(name)).encode()
+        assert loads(body) == json.loads(body)
+
+
+@pytest.mark.parametrize(("label", "body"), ROUTE, ids=[c[0] for c in ROUTE])
+def test_such_a_signed_body_is_stored_through_the_route(rt, client, label, body):
+    response = client.post("/webhooks/stripe", data=body, headers={"Stripe-Signature": sign(body)})
+    assert response.status_code == 200
+    with rt.sessions() as session:
+        rows = list(session.execute(select(Event)).scalars())
+    assert [(r.event_id, r.type, r.livemode, r.body) for r in rows] == [
+        ("evt_head_1", "invoice.paid", True, body)
+    ]
