@@ -1,0 +1,50 @@
+"""Schema migrations beyond creating the tables: the stored bodies' compression on PostgreSQL."""
+
+from __future__ import annotations
+
+import importlib
+import json
+
+from alembic import command
+from sqlalchemy import text
+
+from bridge.db.migrate import alembic_config
+from tests.conftest import build_runtime
+
+lz4_migration = importlib.import_module("bridge.db.migrations.versions.0004_events_body_lz4")
+_ATTRIBUTE = (
+    "SELECT attcompression FROM pg_attribute "
+    "WHERE attrelid = 'events'::regclass AND attname = 'body'"
+)
+
+
+def test_postgresql_stores_new_bodies_with_lz4_and_the_downgrade_undoes_it(
+    pg_url, tmp_path, fixture
+):
+    rt = build_runtime(pg_url, tmp_path)
+    try:
+        with rt.engine.connect() as conn:
+            # This machine's PostgreSQL (and CI's) has lz4; the migration skips servers without.
+            assert lz4_migration.lz4_available(conn)
+            assert conn.execute(text(_ATTRIBUTE)).scalar() == "l"
+        body = json.dumps(fixture("checkout.session.completed.payment")).encode()
+        assert len(body) > 2100  # large enough for PostgreSQL to compress it at all
+        assert rt.intake.store(
+            provider="stripe", event_id="evt_lz4", event_type="t", livemode=True, body=body
+        )
+        with rt.engine.connect() as conn:
+            stored = conn.execute(text("SELECT pg_column_compression(body), body FROM events"))
+            assert [tuple(row) for row in stored] == [("lz4", body)]
+        rt.intake.close()
+        config = alembic_config(rt.engine.url.render_as_string(hide_password=False))
+        command.downgrade(config, "0003_refunds")
+        with rt.engine.connect() as conn:
+            assert conn.execute(text(_ATTRIBUTE)).scalar() == ""  # the server's default again
+            assert conn.execute(text("SELECT body FROM events")).scalar() == body
+    finally:
+        rt.close()
+
+
+def test_sqlite_has_nothing_to_compress(rt):
+    with rt.engine.connect() as conn:
+        assert not lz4_migration.lz4_available(conn)
