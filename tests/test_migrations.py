@@ -5,8 +5,10 @@ from __future__ import annotations
 import importlib
 import json
 
+import pytest
 from alembic import command
 from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 
 from bridge.db.migrate import alembic_config
 from tests.conftest import build_runtime
@@ -48,3 +50,26 @@ def test_postgresql_stores_new_bodies_with_lz4_and_the_downgrade_undoes_it(
 def test_sqlite_has_nothing_to_compress(rt):
     with rt.engine.connect() as conn:
         assert not lz4_migration.lz4_available(conn)
+
+
+def test_the_alter_gives_up_on_a_busy_table_instead_of_holding_webhooks(
+    pg_url, tmp_path, monkeypatch
+):
+    rt = build_runtime(pg_url, tmp_path)
+    config = alembic_config(rt.engine.url.render_as_string(hide_password=False))
+    try:
+        rt.intake.close()
+        command.downgrade(config, "0003_refunds")
+        monkeypatch.setattr(lz4_migration, "LOCK_TIMEOUT", "200ms")
+        # Without the migration's own limit this would wait for ever: fail on a statement timeout
+        # instead (libpq passes PGOPTIONS to the migration's new connection).
+        monkeypatch.setenv("PGOPTIONS", "-c statement_timeout=10s")
+        with rt.engine.connect() as reader:  # a transaction that has read `events` and goes on
+            reader.execute(text("SELECT count(*) FROM events"))
+            with pytest.raises(OperationalError, match="lock timeout"):
+                command.upgrade(config, "heads")
+        command.upgrade(config, "heads")  # run again once the table is free: done
+        with rt.engine.connect() as conn:
+            assert conn.execute(text(_ATTRIBUTE)).scalar() == "l"
+    finally:
+        rt.close()

@@ -8,6 +8,11 @@ for a 4.9 KB event) at a fraction of the cost. Only new rows are affected; old o
 as they are. Skipped where the server has no lz4 (before PostgreSQL 14, or built without it) and
 on SQLite, which compresses nothing.
 
+The ALTER is a catalogue change, but it takes the table's strongest lock, and webhooks arriving
+while it waits for that lock queue behind it: so it waits at most LOCK_TIMEOUT (a release beside
+a long transaction on `events` then fails with PostgreSQL's "lock timeout" and can be run again)
+rather than holding every webhook for as long as that transaction lasts.
+
 Revision ID: 0004_events_body_lz4
 Revises: 0003_refunds
 """
@@ -21,6 +26,7 @@ revision = "0004_events_body_lz4"
 down_revision = "0003_refunds"
 branch_labels = None
 depends_on = None
+LOCK_TIMEOUT = "5s"
 
 
 def lz4_available(bind: sa.Connection) -> bool:
@@ -33,11 +39,16 @@ def lz4_available(bind: sa.Connection) -> bool:
     return values is not None and "lz4" in values
 
 
+def _set_compression(method: str) -> None:
+    bind = op.get_bind()
+    if lz4_available(bind):
+        bind.execute(sa.text("SELECT set_config('lock_timeout', :t, true)"), {"t": LOCK_TIMEOUT})
+        op.execute(f"ALTER TABLE events ALTER COLUMN body SET COMPRESSION {method}")
+
+
 def upgrade() -> None:
-    if lz4_available(op.get_bind()):
-        op.execute("ALTER TABLE events ALTER COLUMN body SET COMPRESSION lz4")
+    _set_compression("lz4")
 
 
 def downgrade() -> None:
-    if lz4_available(op.get_bind()):
-        op.execute("ALTER TABLE events ALTER COLUMN body SET COMPRESSION default")
+    _set_compression("default")
