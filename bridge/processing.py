@@ -105,6 +105,8 @@ def process_event(rt: Runtime, row_id: int) -> int:
         prepared = handler.prepare(rt, event)
     except RetryLater as exc:
         return _defer(rt, row_id, str(exc))
+    except Exception as exc:  # as in apply below: never block every later event
+        return _failed(rt, event, exc)
     try:
         with transaction(rt.sessions) as session:
             _lock(session)
@@ -116,16 +118,20 @@ def process_event(rt: Runtime, row_id: int) -> int:
             current.outcome = outcome[:40]
             current.attempts += 1
     except Exception as exc:  # a bug or bad data must not block every later event
-        log.exception(
-            "event processing failed",
-            extra={"event_id": event.event_id, "error": f"{exc.__class__.__name__}: {exc}"[:300]},
-        )
-        return _defer(rt, row_id, f"{exc.__class__.__name__}: {exc}")
+        return _failed(rt, event, exc)
     log.info(
         "event processed",
         extra={"event_id": event.event_id, "type": event.type, "outcome": outcome},
     )
     return 1
+
+
+def _failed(rt: Runtime, event: Event, exc: Exception) -> int:
+    """Log an unexpected failure and try the event again later (parked after many tries)."""
+    error = f"{exc.__class__.__name__}: {exc}"
+    extra = {"event_id": event.event_id, "error": error[:300]}
+    log.exception("event processing failed", extra=extra)
+    return _defer(rt, event.id, error)
 
 
 def _finish(rt: Runtime, row_id: int, outcome: str, detail: str) -> int:

@@ -68,6 +68,8 @@ def prepare(rt: Runtime, event: Event) -> Prepared:
         fact = parse_event(data, rt.mapping)
     except (ValueError, MalformedEvent) as exc:
         return Prepared(None, f"unreadable Stripe event: {exc}")
+    except RecursionError:  # nested deeper than `json` reads (no Stripe event is)
+        return Prepared(None, "unreadable Stripe event: nested too deeply")
     raw: dict[str, object] = {}
     if isinstance(fact, ThinFact) and rt.stripe_api is not None:
         fact = _fetch_thin(rt, fact)

@@ -9,7 +9,7 @@ import pytest
 import responses
 from sqlalchemy import select
 
-from bridge.db.models import Outbox
+from bridge.db.models import Event, Outbox
 from bridge.status import collect_status
 from bridge.worker import Worker
 from tests.conftest import BY_CID, LINK, Bridge, load_fixture
@@ -471,3 +471,46 @@ def test_a_guest_checkouts_invoice_processed_first_still_converts_by_the_checkou
     ]
     bridge.post(dict(invoice, id="evt_guest_invoice_again"))  # invoice.payment_succeeded, say
     assert bridge.run() == []
+
+
+def test_a_stored_body_the_worker_cannot_read_does_not_hold_up_the_next(make_bridge):
+    bridge = make_bridge()
+    deep = b'{"id": "evt_deep", "type": "invoice.paid", "x": ' + b"[" * 5000 + b"]" * 5000 + b"}"
+    assert bridge.rt.intake.store(  # as if acknowledged by a web process that could read it
+        provider="stripe", event_id="evt_deep", event_type="invoice.paid", livemode=True, body=deep
+    )
+    event = load_fixture("checkout.session.completed.payment")
+    bridge.post(event)
+    calls = bridge.run()
+    assert [url for url, _ in calls] == [LINK, LINK]  # the checkout behind it: link, conversion
+    assert bridge.outcome("evt_deep") == "malformed"
+    assert bridge.outcome(event["id"]) == "converted:one_time"
+
+
+def test_a_failure_while_preparing_an_event_defers_it_and_the_rest_go_on(make_bridge, monkeypatch):
+    from bridge import processing, stripe_events
+
+    bridge = make_bridge()
+    first, second = (
+        load_fixture("checkout.session.completed.payment"),
+        load_fixture("test-mode.checkout.session.completed"),
+    )
+    real_prepare = stripe_events.prepare
+
+    def prepare(rt: Any, event: Any) -> Any:
+        if event.event_id == first["id"]:
+            raise KeyError("a bug in preparing")
+        return real_prepare(rt, event)
+
+    processing._load_handlers()
+    real = processing.HANDLERS["stripe"]
+    monkeypatch.setitem(processing.HANDLERS, "stripe", processing.Handler(prepare, real.apply))
+    bridge.post(first)
+    bridge.post(second)
+    bridge.run()
+    assert bridge.outcome(first["id"]) is None  # deferred, to be tried again
+    assert bridge.outcome(second["id"]) is not None
+    with bridge.rt.sessions() as session:
+        row = session.execute(select(Event).where(Event.event_id == first["id"])).scalar_one()
+        assert (row.attempts, row.detail) == (1, "KeyError: 'a bug in preparing'")
+        assert row.retry_at is not None
