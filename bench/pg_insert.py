@@ -14,6 +14,7 @@ no Python on the path, so it shows what the database itself spends per webhook. 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import statistics
 import subprocess
@@ -48,7 +49,8 @@ def pgbench(url: str, script: Path, seconds: int) -> float:
             "-h", parts.hostname or "127.0.0.1", "-p", str(parts.port or 5432),
             "-U", parts.username or "postgres", "-f", str(script),
             parts.path.lstrip("/")]  # fmt: skip
-    done = subprocess.run(argv, capture_output=True, text=True, check=True)
+    env = {**os.environ, **({"PGPASSWORD": parts.password} if parts.password else {})}
+    done = subprocess.run(argv, capture_output=True, text=True, check=True, env=env)
     match = re.search(r"tps = ([0-9.]+)", done.stdout)
     if match is None:
         raise RuntimeError(f"pgbench printed no tps: {done.stdout}{done.stderr}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import orjson
 import pytest
 from sqlalchemy import select
 
@@ -13,17 +14,18 @@ from bridge.web.stripe_hook import loads, parse_event_head
 from tests.conftest import sign
 
 HEAD = '"id": "evt_head_1", "type": "invoice.paid", "livemode": true'
-# Bodies `json` accepts and orjson refuses, and bodies both refuse: the verdict must be json's.
+# Bodies outside orjson's usual path that `json` accepts, and bodies both refuse: the verdict
+# must be json's.
 ONLY_JSON_ACCEPTS = [
     ("NaN", ("{" + HEAD + ', "x": NaN}').encode()),
     ("Infinity", ("{" + HEAD + ', "x": -Infinity}').encode()),
-    ("an integer beyond 64 bits", ("{" + HEAD + ', "x": 123456789012345678901234567890}').encode()),
+    ("a big integer (orjson: float)", ("{" + HEAD + ', "x": 12345678901234567890123}').encode()),
     ("a float beyond double", ("{" + HEAD + ', "x": 1e400}').encode()),
     ("a lone surrogate", ("{" + HEAD + ', "x": "\\ud800"}').encode()),
     ("a UTF-8 byte-order mark", b"\xef\xbb\xbf" + ("{" + HEAD + "}").encode()),
     ("UTF-16", ("{" + HEAD + "}").encode("utf-16")),
 ]
-ROUTE = ONLY_JSON_ACCEPTS[:3]
+ROUTE = [ONLY_JSON_ACCEPTS[0], ONLY_JSON_ACCEPTS[4]]
 ONLY = [c[0] for c in ONLY_JSON_ACCEPTS]
 BOTH_REFUSE = [
     ("not JSON", b"{not json"),
@@ -66,3 +68,24 @@ def test_such_a_signed_body_is_stored_through_the_route(rt, client, label, body)
     assert [(r.event_id, r.type, r.livemode, r.body) for r in rows] == [
         ("evt_head_1", "invoice.paid", True, body)
     ]
+
+
+def _nested(levels: int, brackets: bytes = b"[") -> bytes:
+    closing = brackets.replace(b"[", b"]")
+    return ("{" + HEAD + ', "x": ').encode() + brackets * levels + closing * levels + b"}"
+
+
+def test_nesting_json_reads_is_accepted_and_nesting_it_cannot_is_refused():
+    assert parse_event_head(_nested(400))["id"] == "evt_head_1"  # orjson's path
+    assert parse_event_head(_nested(700))["id"] == "evt_head_1"  # json's path, still readable
+    deep = _nested(1010)  # orjson reads up to 1,024 levels; json, and so the worker, cannot
+    assert orjson.loads(deep)["id"] == "evt_head_1"
+    with pytest.raises(RecursionError):
+        json.loads(deep)
+    with pytest.raises(BadRequest, match="not valid JSON"):
+        parse_event_head(deep)
+
+
+def test_many_brackets_side_by_side_are_read_by_json_alike():
+    wide = ("{" + HEAD + ', "x": [' + ", ".join(["[]"] * 800) + "]}").encode()
+    assert parse_event_head(wide) == json.loads(wide)

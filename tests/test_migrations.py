@@ -52,7 +52,7 @@ def test_sqlite_has_nothing_to_compress(rt):
         assert not lz4_migration.lz4_available(conn)
 
 
-def test_the_alter_gives_up_on_a_busy_table_instead_of_holding_webhooks(
+def test_the_alter_gives_up_on_a_busy_table_and_leaves_lock_timeout_as_it_was(
     pg_url, tmp_path, monkeypatch
 ):
     rt = build_runtime(pg_url, tmp_path)
@@ -60,16 +60,17 @@ def test_the_alter_gives_up_on_a_busy_table_instead_of_holding_webhooks(
     try:
         rt.intake.close()
         command.downgrade(config, "0003_refunds")
-        monkeypatch.setattr(lz4_migration, "LOCK_TIMEOUT", "200ms")
-        # Without the migration's own limit this would wait for ever: fail on a statement timeout
-        # instead (libpq passes PGOPTIONS to the migration's new connection).
-        monkeypatch.setenv("PGOPTIONS", "-c statement_timeout=10s")
+        # Without the migration's own limit (LOCK_TIMEOUT, 5 s) this would wait for ever: fail on
+        # a statement timeout instead (libpq passes PGOPTIONS to the migration's new connection).
+        monkeypatch.setenv("PGOPTIONS", "-c statement_timeout=15s")
         with rt.engine.connect() as reader:  # a transaction that has read `events` and goes on
             reader.execute(text("SELECT count(*) FROM events"))
             with pytest.raises(OperationalError, match="lock timeout"):
                 command.upgrade(config, "heads")
-        command.upgrade(config, "heads")  # run again once the table is free: done
-        with rt.engine.connect() as conn:
+        with rt.engine.begin() as conn:  # run again once the table is free, as `db upgrade` does
+            config.attributes["connection"] = conn
+            command.upgrade(config, "heads")
+            assert conn.execute(text("SHOW lock_timeout")).scalar() == "0"  # as it was before
             assert conn.execute(text(_ATTRIBUTE)).scalar() == "l"
     finally:
         rt.close()

@@ -41,9 +41,13 @@ def lz4_available(bind: sa.Connection) -> bool:
 
 def _set_compression(method: str) -> None:
     bind = op.get_bind()
-    if lz4_available(bind):
-        bind.execute(sa.text("SELECT set_config('lock_timeout', :t, true)"), {"t": LOCK_TIMEOUT})
-        op.execute(f"ALTER TABLE events ALTER COLUMN body SET COMPRESSION {method}")
+    if not lz4_available(bind):
+        return
+    before = bind.execute(sa.text("SELECT current_setting('lock_timeout')")).scalar()
+    set_timeout = sa.text("SELECT set_config('lock_timeout', :t, true)")
+    bind.execute(set_timeout, {"t": LOCK_TIMEOUT})
+    op.execute(f"ALTER TABLE events ALTER COLUMN body SET COMPRESSION {method}")
+    bind.execute(set_timeout, {"t": before})  # not for the migrations after this one
 
 
 def upgrade() -> None:
