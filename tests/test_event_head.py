@@ -14,9 +14,9 @@ from bridge.web.stripe_hook import loads, parse_event_head
 from tests.conftest import sign
 
 HEAD = '"id": "evt_head_1", "type": "invoice.paid", "livemode": true'
-# Bodies outside orjson's usual path that `json` accepts, and bodies both refuse: the verdict
-# must be json's.
-ONLY_JSON_ACCEPTS = [
+# What Python's json accepts and orjson refuses or reads differently (a big integer as a float),
+# and bodies both refuse: the verdict and the head read must be json's.
+UNUSUAL_BUT_VALID = [
     ("NaN", ("{" + HEAD + ', "x": NaN}').encode()),
     ("Infinity", ("{" + HEAD + ', "x": -Infinity}').encode()),
     ("a big integer (orjson: float)", ("{" + HEAD + ', "x": 12345678901234567890123}').encode()),
@@ -25,8 +25,8 @@ ONLY_JSON_ACCEPTS = [
     ("a UTF-8 byte-order mark", b"\xef\xbb\xbf" + ("{" + HEAD + "}").encode()),
     ("UTF-16", ("{" + HEAD + "}").encode("utf-16")),
 ]
-ROUTE = [ONLY_JSON_ACCEPTS[0], ONLY_JSON_ACCEPTS[4]]
-ONLY = [c[0] for c in ONLY_JSON_ACCEPTS]
+ROUTE = [UNUSUAL_BUT_VALID[0], UNUSUAL_BUT_VALID[4]]
+UNUSUAL = [c[0] for c in UNUSUAL_BUT_VALID]
 BOTH_REFUSE = [
     ("not JSON", b"{not json"),
     ("trailing garbage", ("{" + HEAD + "}x").encode()),
@@ -38,8 +38,8 @@ BOTH_REFUSE = [
 ]
 
 
-@pytest.mark.parametrize(("label", "body"), ONLY_JSON_ACCEPTS, ids=ONLY)
-def test_what_only_json_accepts_is_still_accepted(label, body):
+@pytest.mark.parametrize(("label", "body"), UNUSUAL_BUT_VALID, ids=UNUSUAL)
+def test_unusual_but_valid_json_is_accepted_and_read_as_json_reads_it(label, body):
     expected = ("evt_head_1", "invoice.paid", True)
     for head in (parse_event_head(body), json.loads(body)):
         assert (head["id"], head["type"], head["livemode"]) == expected
