@@ -136,6 +136,12 @@ def bridge_env(database_url: str, trackdesk_url: str = UNREACHABLE) -> dict[str,
     return {**REQUIRED, "DATABASE_URL": database_url, "TRACKDESK_BASE_URL": trackdesk_url}
 
 
+def diagnostic_env(args: argparse.Namespace) -> dict[str, str]:
+    """`--pg-options`: PostgreSQL settings for the bridge's and the bare handler's sessions
+    (PGOPTIONS), to see what a server-side cost weighs; a diagnostic, never a product setting."""
+    return {"PGOPTIONS": args.pg_options} if args.pg_options else {}
+
+
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -175,13 +181,14 @@ def peak(backend: str, args: argparse.Namespace, workdir: Path) -> dict[str, Any
     logs = workdir / "logs" / f"peak-{backend}"
     hello_file = write_request_file(workdir / "hello.tsv", 2000)  # hello ignores the body
     names = ["hello", "ingest", *(["bare"] if args.bare else [])]
+    shape = {"workers": args.workers, "threads": args.threads}
     with database(backend, workdir, args.pg_url) as db, Procs(logs) as procs:
-        env = bridge_env(db.url)
+        env = {**bridge_env(db.url), **diagnostic_env(args)}
         servers = {
-            "hello": procs.gunicorn({}, app=HELLO_APP, name="hello", threads=args.threads),
-            "ingest": procs.gunicorn(env, app=BRIDGE_APP, name="bridge", threads=args.threads),
+            "hello": procs.gunicorn({}, app=HELLO_APP, name="hello", **shape),
+            "ingest": procs.gunicorn(env, app=BRIDGE_APP, name="bridge", **shape),
             **(
-                {"bare": procs.gunicorn(env, app=BARE_APP, name="bare", threads=args.threads)}
+                {"bare": procs.gunicorn(env, app=BARE_APP, name="bare", **shape)}
                 if args.bare
                 else {}
             ),
@@ -278,7 +285,9 @@ def ack_run(
         if with_worker:
             _, trackdesk = procs.fake_trackdesk(record=record, delay=args.trackdesk_delay)
         env = {**bridge_env(db.url, trackdesk), **(extra_env or {})}
-        web, bridge_url = procs.gunicorn(env, app=BRIDGE_APP, name="bridge", threads=args.threads)
+        web, bridge_url = procs.gunicorn(
+            env, app=BRIDGE_APP, name="bridge", threads=args.threads, workers=args.workers
+        )
         watched = {"web": web.pid}
         if with_worker:
             watched["worker"] = procs.worker(env).pid
@@ -297,7 +306,9 @@ def hello_ack_run(
     """The baseline of an ack phase: hello-world under the same gunicorn, the same open-loop
     client and rate, warm-up second first. What it misses, the machine misses, not the bridge."""
     with Procs(workdir / "logs" / label) as procs:  # the same requests; it ignores the body
-        web, url = procs.gunicorn({}, app=HELLO_APP, name="hello", threads=args.threads)
+        web, url = procs.gunicorn(
+            {}, app=HELLO_APP, name="hello", threads=args.threads, workers=args.workers
+        )
         result = measured_run(url + "/hello", rate, args, workdir, {"web": web.pid})
     result["events_processed"] = result["trackdesk_calls"] = 0
     print(f"  {label}: p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms", file=sys.stderr)
@@ -416,11 +427,20 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> str:
         "",
         disk_line(m["disk_probe"]),
         "",
-        f"gunicorn: 2 workers x {args.threads} threads for every target. "
+        f"gunicorn: {args.workers} workers x {args.threads} threads for every target. "
         f"Peak: wrk -t1 -c{args.connections}, {args.rounds} rotating rounds of {args.duration} s "
         "per target and connection count. Peak = the best connection count of each target in "
         "each round; figures are medians over rounds (ratio: median of per-round ratios).",
         "",
+        *(
+            [
+                f"**Diagnostic run, not the product's figures**: the bridge's and the bare "
+                f"handler's PostgreSQL sessions ran with PGOPTIONS={args.pg_options!r}.",
+                "",
+            ]
+            if args.pg_options
+            else []
+        ),
         "| backend | target | peak req/s | ratio to hello (min-max) | goal |",
         "|---|---|---|---|---|",
     ]
@@ -527,6 +547,14 @@ def arguments() -> argparse.Namespace:
         type=int,
         default=1,
         help="gunicorn threads per worker, for every target (Procfile: sync, 1)",
+    )
+    parser.add_argument(
+        "--workers", type=int, default=2, help="gunicorn workers, for every target (issue 2: 2)"
+    )
+    parser.add_argument(
+        "--pg-options",
+        help="peak only, diagnostic: PGOPTIONS for the bridge and the bare handler, e.g. "
+        "'-c synchronous_commit=off' to see what waiting for the WAL's flush costs",
     )
     parser.add_argument("--ack-rounds", type=int, default=2, help="runs per ack mode")
     parser.add_argument("--ack-seconds", type=float, default=10.0)
