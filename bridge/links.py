@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from bridge.conversions import release_held
+from bridge.db import serialise_processing
 from bridge.db.models import Identity, Link, utcnow
 from bridge.outbox import enqueue
 from bridge.runtime import Runtime
@@ -49,6 +50,7 @@ def link_customer(
     now: datetime | None = None,
 ) -> LinkResult:
     """Store (external CID, click id) if new, queue its link call, release held conversions."""
+    serialise_processing(session)  # held conversions being written now must be visible to us
     now = now or utcnow()
     existing = session.execute(
         select(Link).where(Link.external_cid == external_cid, Link.cid == cid)

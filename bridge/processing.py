@@ -15,17 +15,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select, text
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from bridge.conversions import expire_holds as _expire
-from bridge.db import read_session, reading, transaction
+from bridge.db import read_session, reading, serialise_processing, transaction
 from bridge.db.models import Event, utcnow
 from bridge.runtime import Runtime
 
 log = logging.getLogger("bridge.processing")
 
-PROCESS_LOCK_KEY = 0x6272696467  # "bridg": one advisory lock for event processing
 MAX_PREPARE_ATTEMPTS = 8
 BATCH = 100
 
@@ -69,12 +68,6 @@ def _due_ids(rt: Runtime, now: datetime) -> list[int]:
     return [row.id for row in rows]
 
 
-def _lock(session: Session) -> None:
-    """Serialise processing across workers (SQLite's BEGIN IMMEDIATE already does)."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PROCESS_LOCK_KEY})
-
-
 def process_pending_events(rt: Runtime, pace: Callable[[float], bool] | None = None) -> int:
     """Process the stored events that are due; the number handled this round.
 
@@ -109,7 +102,7 @@ def process_event(rt: Runtime, row_id: int) -> int:
         return _failed(rt, event, exc)
     try:
         with transaction(rt.sessions) as session:
-            _lock(session)
+            serialise_processing(session)
             current = session.get(Event, row_id, with_for_update=True)
             if current is None or current.processed_at is not None:
                 return 0
@@ -167,4 +160,5 @@ def _defer(rt: Runtime, row_id: int, detail: str) -> int:
 def expire_holds(rt: Runtime) -> int:
     """Unattributed conversions past their hold window become expired."""
     with transaction(rt.sessions) as session:
+        serialise_processing(session)  # a link being made must not race the expiry
         return _expire(session)

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from bridge.db.gate import writing
@@ -29,6 +29,7 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 SQLITE_WAL_AUTOCHECKPOINT_PAGES = 10_000  # about 40 MB of WAL
 CHECKPOINT_SECONDS = 1.0
 READ_ONLY = "bridge_read_only"  # execution option: on SQLite, begin without the write lock
+PROCESS_LOCK_KEY = 0x6272696467  # "bridg": one advisory lock for event processing and linking
 
 
 def default_sqlite_url(instance_path: str | Path) -> str:
@@ -118,6 +119,19 @@ def checkpoint_every(
                 checkpoint(engine)
         except Exception:  # a missing file, a disposed engine: the next round tries again
             log.warning("WAL checkpoint failed", exc_info=True)
+
+
+def serialise_processing(session: Session) -> None:
+    """Hold the processing lock until this transaction ends (PostgreSQL; SQLite's BEGIN
+    IMMEDIATE already serialises writers).
+
+    Event processing takes it, and so does every new link, `/capture`'s in the web process
+    included: a link committed while the worker was holding that customer's payment
+    (uncommitted, so invisible to the link's release of held conversions) would otherwise
+    leave the payment held for good.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PROCESS_LOCK_KEY})
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
