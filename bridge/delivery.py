@@ -35,13 +35,13 @@ def deliver_one(worker: Worker, row: outbox.Claimed, me: str) -> None:
     if slot is None:
         outbox.release(sessions, row, me, utcnow())
         return
-    if not outbox.renew(sessions, row, me, worker.lease, utcnow()):
-        worker.limiter.release(slot)  # its lease ended and another worker took the row
-        log.warning("outbox row taken over", extra={"outbox_id": row.id, "kind": row.kind})
-        return
-    call = Call.from_dict(row.call)
-    started = time.monotonic()
-    try:
+    try:  # the slot is in flight until released, whatever happens (bridge.throttle)
+        if not outbox.renew(sessions, row, me, worker.lease, utcnow()):
+            # its lease ended and another worker took the row
+            log.warning("outbox row taken over", extra={"outbox_id": row.id, "kind": row.kind})
+            return
+        call = Call.from_dict(row.call)
+        started = time.monotonic()
         result = worker.rt.trackdesk.send(call)
     finally:
         worker.limiter.release(slot)

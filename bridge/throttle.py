@@ -5,8 +5,11 @@ at most `N` requests in any window: `N = max(1, floor(rate))` per `max(1 s, N / 
 reaches Trackdesk some time after its slot was taken, so the window carries a small safety margin,
 and once the answer is in, the slot is re-dated to the answer's time less that margin (`release`):
 two requests of one slot then arrive at least the base window apart, however long either took.
-A 429's Retry-After sets `paused_until` on the same row, which pauses every worker. On PostgreSQL
-the database's clock is used, so that workers on different hosts agree on time.
+Until its answer is in, a slot is *in flight* (kept apart, under "f"): its request may reach
+Trackdesk at any moment, so it holds its place in every window, however old, until `release`
+(or IN_FLIGHT_SECONDS, for a sender that died mid-call). A 429's Retry-After sets
+`paused_until` on the same row, which pauses every worker. On PostgreSQL the database's clock
+is used, so that workers on different hosts agree on time.
 """
 
 from __future__ import annotations
@@ -22,6 +25,9 @@ from bridge.db.models import Throttle
 
 MAX_PAUSE = 3600.0  # seconds: the longest a Retry-After stops every worker (the backoff's cap)
 SAFETY_MARGIN = 0.1  # seconds added to the window: Trackdesk sees arrival times, not our slots
+# A slot never released (its worker died mid-call) stops counting after this long: the worker's
+# lease (bridge.worker.LEASE), by which time another worker may send that row again anyway.
+IN_FLIGHT_SECONDS = 60.0
 
 
 class SharedRateLimit:
@@ -60,14 +66,19 @@ class SharedRateLimit:
             now = self._now(session)
             if row.paused_until > now:
                 return row.paused_until - now, None
-            recent = sorted(t for t in row.slots.get("t", []) if t > now - self.window)
-            if len(recent) >= self.limit:
-                return max(0.001, recent[-self.limit] + self.window - now), None
-            row.slots = {"t": [*recent, now]}
+            recent = [t for t in row.slots.get("t", []) if t > now - self.window]
+            flying = [t for t in row.slots.get("f", []) if t > now - IN_FLIGHT_SECONDS]
+            if len(recent) + len(flying) >= self.limit:
+                # when places free up: a dated slot after its window, one in flight (answered
+                # now, at the earliest) a window from now
+                free = sorted([t + self.window for t in recent] + [now + self.window] * len(flying))
+                return max(0.001, free[len(free) - self.limit] - now), None
+            row.slots = {"t": recent, "f": [*flying, now]}
             return 0.0, now
 
     def release(self, slot: float) -> None:
-        """The call of `slot` has been answered: date the slot from then, less the margin.
+        """The call of `slot` has been answered: no longer in flight, the slot is dated from
+        then, less the margin.
 
         A request reaches Trackdesk between the moment its slot was taken and the moment the
         answer came. Re-dating the slot to `answered - margin` keeps two requests of one slot at
@@ -76,13 +87,16 @@ class SharedRateLimit:
         """
         with transaction(self.sessions) as session:
             row = self._row(session)
-            answered = self._now(session) - SAFETY_MARGIN
-            if answered <= slot:
+            dated = max(slot, self._now(session) - SAFETY_MARGIN)
+            recent, flying = list(row.slots.get("t", [])), list(row.slots.get("f", []))
+            if slot in flying:
+                flying.remove(slot)
+                recent.append(dated)
+            elif slot in recent and dated > slot:  # a slot taken before slots went in flight
+                recent[recent.index(slot)] = dated
+            else:
                 return
-            slots = list(row.slots.get("t", []))
-            if slot in slots:
-                slots[slots.index(slot)] = answered
-                row.slots = {"t": slots}
+            row.slots = {"t": recent, "f": flying}
 
     def pause(self, seconds: float) -> None:
         """Stop every worker sending for `seconds` (Trackdesk's Retry-After), at most MAX_PAUSE:
