@@ -150,9 +150,13 @@ def status(as_json: bool) -> None:
 def replay(dead: bool, ident: str | None) -> None:
     """Send dead letters (or one row, or one event's calls) again."""
     from bridge.replay import replay_dead, replay_id
+    from bridge.web.admin import replay_target_problem
 
     if dead == bool(ident):
         raise click.UsageError("give exactly one of --dead or --id ID")
+    problem = replay_target_problem(ident) if ident else None
+    if problem is not None:  # the database would refuse it with a traceback
+        raise click.BadParameter(problem, param_hint="--id")
     rt = _runtime()
     count = replay_dead(rt) if dead else replay_id(rt, str(ident))
     if count == 0 and ident:

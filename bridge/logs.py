@@ -30,15 +30,28 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(data, default=str)
 
 
+# Control characters (C0, DEL, C1) and Unicode's line separators, as escapes: one record, one
+# line, whatever a sender put in an event id (a "\n" would forge a second record).
+_ESCAPES = {
+    code: ascii(chr(code))[1:-1] for code in (*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029)
+}
+
+
+def one_line(text: str) -> str:
+    """`text` with its control characters escaped (printable text is returned as it is)."""
+    return text if text.isprintable() else text.translate(_ESCAPES)
+
+
 class TextFormatter(logging.Formatter):
     """`time level logger: message key=value …` for people reading a terminal."""
 
     def format(self, record: logging.LogRecord) -> str:
-        extra = " ".join(f"{k}={v}" for k, v in record.__dict__.items() if k not in _RESERVED)
-        ts = datetime.fromtimestamp(record.created, UTC).strftime("%H:%M:%S")
-        return (
-            f"{ts} {record.levelname.lower()} {record.name}: {record.getMessage()} {extra}".rstrip()
+        extra = " ".join(
+            f"{k}={one_line(str(v))}" for k, v in record.__dict__.items() if k not in _RESERVED
         )
+        ts = datetime.fromtimestamp(record.created, UTC).strftime("%H:%M:%S")
+        message = one_line(record.getMessage())
+        return f"{ts} {record.levelname.lower()} {record.name}: {message} {extra}".rstrip()
 
 
 def adopt_logger(name: str) -> None:

@@ -87,6 +87,8 @@ def read_capture_token(
         raise TokenExpired() from exc
     except BadSignature as exc:  # forged, altered, another key, or another purpose
         raise TokenError() from exc
+    except UnicodeError as exc:  # a lone surrogate: no key ever signed text that is not UTF-8
+        raise TokenError() from exc
     external_cid = payload.get("external_cid") if isinstance(payload, dict) else None
     try:
         return check_external_cid(external_cid)

@@ -30,6 +30,17 @@ _DECIMAL = re.compile(r"[0-9]{1,12}(?:\.[0-9]+)?")
 _CURRENCY = re.compile(r"[A-Za-z]{3}")
 
 
+def is_utf8(text: str) -> bool:
+    """Tell whether `text` encodes as UTF-8 (JSON's escapes can spell lone surrogates)."""
+    if text.isascii():  # nearly every id and field: no encoding needed
+        return True
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 class GenericEventError(BadRequest):
     """The generic event body is invalid."""
 
@@ -134,6 +145,10 @@ class _Fields:
             self.problems.append(f"{name} must be at most {MAX_LENGTH} characters")
         elif "\x00" in value:  # PostgreSQL text cannot hold it
             self.problems.append(f"{name} must not contain NUL characters")
+        elif not is_utf8(value):  # no database stores it, so the worker could never send it
+            self.problems.append(
+                f"{name} must not contain lone surrogates (text that is not UTF-8)"
+            )
         elif shape is not None and not shape.fullmatch(value):
             self.problems.append(f"{name} must be {what} (got {_quote(value)})")
         else:

@@ -49,7 +49,10 @@ def _json_object() -> dict[str, Any]:
     """The request's JSON object, whatever its content type says; BadRequest otherwise."""
     if (request.content_length or 0) > MAX_BODY:
         raise BadRequest("The request body is over the size limit.", 413)
-    data = request.get_json(force=True, silent=True)
+    try:
+        data = request.get_json(force=True, silent=True)
+    except RecursionError:  # deep nesting overflows the parser; `silent` does not catch it
+        data = None
     if not isinstance(data, dict):
         raise BadRequest("The body must be a JSON object.")
     return data

@@ -23,6 +23,7 @@ from bridge.errors import BadRequest
 from bridge.metrics import WEBHOOKS
 from bridge.signatures import SignatureError
 from bridge.web import error, runtime
+from bridge.web.stripe_hook import read_body
 
 bp = Blueprint("generic_hook", __name__)
 log = logging.getLogger("bridge.webhook")
@@ -56,7 +57,7 @@ def generic_webhook() -> ResponseReturnValue:
     verifier = rt.generic_verifier
     if verifier is None:
         return error(NOT_CONFIGURED, 404)
-    body = request.get_data(cache=False)
+    body = read_body()
     try:
         webhook_id = verifier.verify(body, dict(request.headers))
     except SignatureError as exc:

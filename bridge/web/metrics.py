@@ -14,4 +14,5 @@ bp = Blueprint("metrics", __name__)
 @bp.get("/metrics")
 def metrics() -> Response:
     """Counters of this process and outbox gauges of the whole bridge."""
-    return Response(render(runtime().engine), mimetype=CONTENT_TYPE_LATEST)
+    # content_type, not mimetype: CONTENT_TYPE_LATEST has its charset already.
+    return Response(render(runtime().engine), content_type=CONTENT_TYPE_LATEST)
