@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import BindParameter, Select, and_, bindparam, or_, select, update
+from sqlalchemy import BindParameter, Select, and_, bindparam, case, or_, select, update
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from bridge.db import read_session, transaction
-from bridge.db.models import Outbox, utcnow
+from bridge.db.models import Link, Outbox, utcnow
 
 PENDING, DELIVERED, DEAD = "pending", "delivered", "dead"
 
@@ -213,20 +213,88 @@ def mark_dead(
     response: str | None,
     now: datetime,
 ) -> bool:
-    """A permanent refusal (or retries exhausted): keep it with the response, for replay."""
-    return _finish(
-        sessions,
-        row.id,
-        worker_id,
-        {
-            "state": DEAD,
-            "attempts": row.attempts + 1,
-            "first_attempt_at": row.first_attempt_at or now,
-            "last_error": error,
-            "last_status": status,
-            "last_response": response,
-        },
+    """A permanent refusal (or retries exhausted): keep it with the response, for replay; the
+    calls waiting for it are settled in the same transaction (`settle_dependents`)."""
+    values = {
+        "state": DEAD, "locked_until": None, "locked_by": None, "attempts": row.attempts + 1,
+        "first_attempt_at": row.first_attempt_at or now, "last_error": error,
+        "last_status": status, "last_response": response,
+    }  # fmt: skip
+    with transaction(sessions) as session:
+        done = session.execute(
+            update(Outbox)
+            .where(Outbox.id == row.id, Outbox.locked_by == worker_id, Outbox.state == PENDING)
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        if not done.rowcount:  # type: ignore[attr-defined]
+            return False
+        settle_dependents(session, row.id)
+        return True
+
+
+def settle_dependents(session: Session, dead_id: int) -> int:
+    """The pending calls waiting for dead row `dead_id`, so that none waits for ever: a call
+    waiting for a customer's link waits for another of that customer's links instead, when
+    there is one (a conversion by external CID needs any of them at Trackdesk); any other goes
+    to the dead letters too, saying why (`bridge replay` of either sends both). The number
+    settled."""
+    waiting = (
+        session.execute(
+            select(Outbox).where(Outbox.depends_on_id == dead_id, Outbox.state == PENDING)
+        )
+        .scalars()
+        .all()
     )
+    if not waiting:
+        return 0
+    dead = session.get(Outbox, dead_id)
+    other = _other_link(session, dead_id) if dead is not None and dead.kind == "link" else None
+    for row in waiting:
+        if other is not None:
+            row.depends_on_id = other
+            continue
+        row.state, row.locked_until, row.locked_by = DEAD, None, None
+        row.last_error = (
+            f"not sent: it waits for outbox row {dead_id}, which is in the dead letters; "
+            "replaying either row sends both"
+        )
+        session.flush()
+        settle_dependents(session, row.id)
+    session.flush()
+    return len(waiting)
+
+
+def settle_stranded(sessions: sessionmaker[Session]) -> int:
+    """Settle every pending call whose dependency is dead (rows stranded before dead rows
+    settled their dependents: a worker does this once at start)."""
+    dep = aliased(Outbox)
+    with transaction(sessions) as session:
+        dead_ids = session.execute(
+            select(dep.id)
+            .join(Outbox, Outbox.depends_on_id == dep.id)
+            .where(Outbox.state == PENDING, dep.state == DEAD)
+            .distinct()
+        ).scalars()
+        return sum(settle_dependents(session, dead_id) for dead_id in list(dead_ids))
+
+
+def _other_link(session: Session, dead_id: int) -> int | None:
+    """Another link call of the same customer as link call `dead_id`: a delivered one, else
+    the newest still pending."""
+    customer = select(Link.external_cid).where(Link.outbox_id == dead_id).scalar_subquery()
+    found: int | None = session.execute(
+        select(Outbox.id)
+        .join(Link, Link.outbox_id == Outbox.id)
+        .where(
+            Link.external_cid == customer,
+            Outbox.id != dead_id,
+            Outbox.state.in_((DELIVERED, PENDING)),
+        )
+        .order_by(case((Outbox.state == DELIVERED, 0), else_=1), Outbox.id.desc())
+        .limit(1)
+    ).scalar_one_or_none()
+    return found
 
 
 def renew(

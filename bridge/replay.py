@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.orm import Session
 
 from bridge.db import transaction
 from bridge.db.models import Event, Outbox, utcnow
@@ -33,11 +34,15 @@ def replay_id(rt: Runtime, ident: str) -> int:
     """
     with transaction(rt.sessions) as session:
         conditions = [Outbox.event_id == ident]
-        if ident.isdigit():
+        if ident.isascii() and ident.isdigit() and int(ident) < 2**63:  # a possible row id
             conditions.append(Outbox.id == int(ident))
+        chosen = session.execute(
+            select(Outbox.id).where(or_(*conditions), Outbox.state == DEAD)
+        ).scalars()
+        ids = _with_related(session, set(chosen))
         result = session.execute(
             update(Outbox)
-            .where(or_(*conditions), Outbox.state == DEAD)
+            .where(Outbox.id.in_(ids), Outbox.state == DEAD)
             .values(next_attempt_at=utcnow(), **_RESET)
         )
         count = int(result.rowcount)  # type: ignore[attr-defined]
@@ -52,3 +57,28 @@ def replay_id(rt: Runtime, ident: str) -> int:
             count += 1
     rt.wake.set()
     return count
+
+
+def _with_related(session: Session, ids: set[int]) -> set[int]:
+    """Dead rows `ids`, the dead rows they wait for, and those that went dead only waiting for
+    them (never attempted: `bridge.outbox.settle_dependents`): replayed together, or a replayed
+    call would wait for a dead one again."""
+    found, todo = set(ids), list(ids)
+    while todo:
+        row = session.get(Outbox, todo.pop())
+        if row is None:
+            continue
+        related = session.execute(
+            select(Outbox.id).where(
+                Outbox.state == DEAD,
+                or_(
+                    Outbox.id == row.depends_on_id,
+                    and_(Outbox.depends_on_id == row.id, Outbox.attempts == 0),
+                ),
+            )
+        ).scalars()
+        for other in related:
+            if other not in found:
+                found.add(other)
+                todo.append(other)
+    return found

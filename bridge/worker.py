@@ -166,6 +166,11 @@ class Worker:
             extra={"worker": self.id, "threads": self.threads, "rests": self.rests},
         )
         self.rt.warn_about_settings()
+        try:
+            if settled := outbox.settle_stranded(self.rt.sessions):
+                log.warning("calls waiting for dead letters settled", extra={"rows": settled})
+        except Exception:  # the database may be down at start: delivery retries it later
+            log.exception("could not settle calls waiting for dead letters")
         loops = [threading.Thread(target=self._process_loop, name="process", daemon=True)]
         if is_sqlite(self.rt.engine):
             loops.append(
