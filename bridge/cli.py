@@ -141,7 +141,7 @@ def status(as_json: bool) -> None:
         )
         if dead["blocking"]:
             click.echo(f"    {dead['blocking']} call(s) wait on it: `bridge replay --id "
-                       f"{dead['id']}` once the cause is fixed releases them")  # fmt: skip
+                       f"{dead['id']}` once the cause is fixed sends them too")  # fmt: skip
 
 
 @main.command()

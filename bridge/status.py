@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, and_, func, or_, select
 from sqlalchemy.orm import aliased
 
 from bridge.db import reading
@@ -55,11 +55,16 @@ def collect_status(engine: Engine, *, dead_limit: int = 50) -> dict[str, Any]:
             if dead_limit
             else []
         )
-        blocking = dict(  # calls that wait on a dead letter: replaying it releases them
+        # calls that wait on a dead letter, or went dead only waiting for it (never tried:
+        # bridge.outbox.settle_dependents): replaying it sends them too
+        blocking = dict(
             conn.execute(
                 select(Outbox.depends_on_id, func.count())
                 .where(
-                    Outbox.state == "pending",
+                    or_(
+                        Outbox.state == "pending",
+                        and_(Outbox.state == "dead", Outbox.attempts == 0),
+                    ),
                     Outbox.depends_on_id.in_([r.id for r in dead_rows]),
                 )
                 .group_by(Outbox.depends_on_id)

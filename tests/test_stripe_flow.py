@@ -435,14 +435,18 @@ def test_a_replayed_dead_letter_retries_from_the_first_wait_again(make_bridge, t
 
 
 def test_status_says_which_calls_wait_on_a_dead_letter(make_bridge, td):
-    # A refused link leaves its customer's conversion waiting: status points at the dead link.
+    # A refused link takes its customer's conversion into the dead letters with it: status
+    # points at the link, whose replay sends both.
     bridge = make_bridge()
     td.replace(responses.POST, LINK, status=400, json={"message": "Revenue origin not found"})
     bridge.post(load_fixture("checkout.session.completed.payment"))  # link, then conversion
     bridge.run()
     snapshot = collect_status(bridge.rt.engine)
-    (dead,) = snapshot["dead_letters"]
-    assert (dead["kind"], dead["blocking"], snapshot["held"]) == ("link", 1, 1)
+    conversion, link = snapshot["dead_letters"]  # newest first
+    assert (link["kind"], link["blocking"]) == ("link", 1)
+    assert (conversion["kind"], conversion["blocking"]) == ("conversion", 0)
+    assert f"waits for outbox row {link['id']}" in conversion["last_error"]
+    assert snapshot["pending"] == 0
 
 
 def test_a_guest_checkouts_invoice_processed_first_still_converts_by_the_checkouts_click(
