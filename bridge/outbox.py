@@ -159,21 +159,22 @@ def mark_delivered(
     response: str | None,
     now: datetime,
 ) -> bool:
-    """The call reached Trackdesk: never send it again."""
-    return _finish(
-        sessions,
-        row.id,
-        worker_id,
-        {
-            "state": DELIVERED,
-            "delivered_at": now,
-            "attempts": row.attempts + 1,
-            "first_attempt_at": row.first_attempt_at or now,
-            "last_status": status,
-            "last_response": response,
-            "last_error": None,
-        },
-    )
+    """The call reached Trackdesk: never send it again. Recorded even when this worker's lease
+    ran out during the call and another worker took the row meanwhile: that worker's `renew`
+    then fails, and it does not send the call a second time."""
+    values = {
+        "state": DELIVERED, "delivered_at": now, "attempts": row.attempts + 1,
+        "first_attempt_at": row.first_attempt_at or now, "last_status": status,
+        "last_response": response, "last_error": None, "locked_until": None, "locked_by": None,
+    }  # fmt: skip
+    with transaction(sessions) as session:
+        done = session.execute(
+            update(Outbox)
+            .where(Outbox.id == row.id, Outbox.state == PENDING)
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        return bool(done.rowcount)  # type: ignore[attr-defined]
 
 
 def mark_retry(

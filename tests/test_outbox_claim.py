@@ -119,3 +119,21 @@ def test_a_lease_is_renewed_before_the_call_while_nobody_else_took_the_row(
     with any_rt.sessions() as session:
         row = session.get(Outbox, row_id)
         assert row is not None and row.state == outbox.DELIVERED
+
+
+def test_a_delivery_recorded_after_the_lease_ended_is_not_sent_again(any_rt: Runtime) -> None:
+    # A's call outlived its lease (a slow answer, read by read) and B claimed the row; then
+    # Trackdesk accepted A's call. The bridge knows it was delivered: B must not send it.
+    stale = _stale_claim(any_rt)
+    (taken,) = outbox.claim(any_rt.sessions, "B", limit=5, lease=LEASE)
+    assert outbox.mark_delivered(any_rt.sessions, stale, "A", status=200, response="{}",
+                                 now=utcnow())  # fmt: skip
+    worker = Worker(any_rt)
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as trackdesk:
+        trackdesk.add(responses.POST, LINK, json={"status": "ok"})
+        deliver_one(worker, taken, "B")
+        assert len(trackdesk.calls) == 0
+    with any_rt.sessions() as session:
+        row = session.get(Outbox, stale.id)
+        assert row is not None
+        assert (row.state, row.attempts, row.locked_by) == (outbox.DELIVERED, 1, None)
