@@ -40,7 +40,13 @@ def deliver_one(worker: Worker, row: outbox.Claimed, me: str) -> None:
             # its lease ended and another worker took the row
             log.warning("outbox row taken over", extra={"outbox_id": row.id, "kind": row.kind})
             return
-        call = Call.from_dict(row.call)
+        try:
+            call = Call.from_dict(row.call)
+        except ValueError as exc:  # a row no code of ours wrote: retrying cannot mend it
+            outbox.mark_dead(sessions, row, me, error=str(exc), status=None, response=None,
+                             now=utcnow())  # fmt: skip
+            log.error("unreadable outbox row", extra={"outbox_id": row.id, "kind": row.kind})
+            return
         started = time.monotonic()
         result = worker.rt.trackdesk.send(call)
     finally:

@@ -137,3 +137,19 @@ def test_a_delivery_recorded_after_the_lease_ended_is_not_sent_again(any_rt: Run
         row = session.get(Outbox, stale.id)
         assert row is not None
         assert (row.state, row.attempts, row.locked_by) == (outbox.DELIVERED, 1, None)
+
+
+def test_a_row_whose_stored_call_is_unreadable_becomes_a_dead_letter(any_rt: Runtime) -> None:
+    # Not something the bridge writes (a hand edit, a bad restore): it must not come back every
+    # lease for ever.
+    with transaction(any_rt.sessions) as session:
+        row_id = outbox.enqueue(session, "conversion", {"body": {"externalId": "in_1"}}).id
+    (claimed,) = outbox.claim(any_rt.sessions, "A", limit=5, lease=LEASE)
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as trackdesk:
+        trackdesk.add(responses.POST, LINK, json={"status": "ok"})
+        deliver_one(Worker(any_rt), claimed, "A")
+        assert len(trackdesk.calls) == 0
+    with any_rt.sessions() as session:
+        row = session.get(Outbox, row_id)
+        assert row is not None and row.state == outbox.DEAD
+        assert row.last_error is not None and "not a stored Trackdesk call" in row.last_error
