@@ -52,6 +52,14 @@ def _refused_click(body: dict[str, Any]) -> bool:
     return body.get("cid") == REFUSED_CID
 
 
+def _refused_link_then_its_conversion(bridge: Bridge, td: responses.RequestsMock) -> None:
+    """A link Trackdesk refuses for good, then a conversion of that customer, worked off."""
+    _trackdesk(td, _refused_click)
+    bridge.send(LINK)
+    bridge.send(CONVERSION)
+    bridge.work()
+
+
 def _sent(td: responses.RequestsMock) -> list[tuple[str, Any]]:
     return [(urlsplit(c.request.url).path, json.loads(c.request.body or b"{}")) for c in td.calls]
 
@@ -62,10 +70,7 @@ def _states(bridge: Bridge) -> list[tuple[str, str]]:
 
 def test_a_conversion_behind_a_refused_link_is_a_dead_letter_saying_why(bridge):
     with responses.RequestsMock(assert_all_requests_are_fired=False) as td:
-        _trackdesk(td, _refused_click)
-        bridge.send(LINK)
-        bridge.send(CONVERSION)
-        bridge.work()
+        _refused_link_then_its_conversion(bridge, td)
         sent = _sent(td)
     assert [path for path, _ in sent] == [LINK_PATH]  # the conversion was never sent
     assert _states(bridge) == [("link", "dead"), ("conversion", "dead")]
@@ -78,10 +83,7 @@ def test_a_conversion_behind_a_refused_link_is_a_dead_letter_saying_why(bridge):
 
 def test_replaying_after_a_good_link_sends_the_conversion_through_that_link(bridge):
     with responses.RequestsMock(assert_all_requests_are_fired=False) as td:
-        _trackdesk(td, _refused_click)
-        bridge.send(LINK)
-        bridge.send(CONVERSION)
-        bridge.work()
+        _refused_link_then_its_conversion(bridge, td)
         bridge.send(GOOD_LINK)  # the customer comes back through another affiliate's click
         bridge.work()
         assert replay_dead(bridge.rt) == 2
@@ -109,10 +111,7 @@ def test_a_conversion_waits_for_another_link_when_the_newest_is_refused(bridge):
 
 def test_replaying_the_conversion_alone_replays_its_link_too(bridge):
     with responses.RequestsMock(assert_all_requests_are_fired=False) as td:
-        _trackdesk(td, _refused_click)
-        bridge.send(LINK)
-        bridge.send(CONVERSION)
-        bridge.work()
+        _refused_link_then_its_conversion(bridge, td)
         _, conversion = bridge.rows(Outbox)
         assert replay_id(bridge.rt, str(conversion.id)) == 2
         assert _states(bridge) == [("link", "pending"), ("conversion", "pending")]
@@ -123,10 +122,7 @@ def test_replaying_the_conversion_alone_replays_its_link_too(bridge):
 
 def test_replaying_the_link_alone_brings_back_what_died_waiting_for_it(bridge):
     with responses.RequestsMock(assert_all_requests_are_fired=False) as td:
-        _trackdesk(td, _refused_click)
-        bridge.send(LINK)
-        bridge.send(CONVERSION)
-        bridge.work()
+        _refused_link_then_its_conversion(bridge, td)
         link, _ = bridge.rows(Outbox)
         assert replay_id(bridge.rt, str(link.id)) == 2
 
@@ -144,10 +140,7 @@ def test_a_status_update_behind_a_dead_conversion_call_is_a_dead_letter_too(brid
 def test_rows_stranded_before_this_rule_are_settled(bridge):
     """A database from before: a pending call waiting for a dead one, as the worker finds it."""
     with responses.RequestsMock(assert_all_requests_are_fired=False) as td:
-        _trackdesk(td, _refused_click)
-        bridge.send(LINK)
-        bridge.send(CONVERSION)
-        bridge.work()
+        _refused_link_then_its_conversion(bridge, td)
     with bridge.rt.sessions() as session, session.begin():  # as the old code left it
         conversion = session.get(Outbox, bridge.rows(Outbox)[1].id)
         assert conversion is not None

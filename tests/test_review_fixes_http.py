@@ -236,25 +236,25 @@ def _csrf(client: Any, headers: dict[str, str]) -> str:
     return found.group(1)
 
 
+def _replay(client: Any, target: str) -> Any:
+    """The admin page's replay form, posted with the right password and form token."""
+    auth = {"Authorization": "Basic " + b64encode(f"u:{ADMIN_PASSWORD}".encode()).decode()}
+    data = {"csrf": _csrf(client, auth), "target": target}
+    return client.post("/admin/replay", data=data, headers=auth)
+
+
 @pytest.mark.parametrize("target", ["9" * 30, str(2**63), "a\x00b", "²", "x" * 256])
 def test_admin_replay_of_an_impossible_target_is_a_400(
     web: tuple[Runtime, Any], target: str
 ) -> None:
-    _, client = web
-    auth = {"Authorization": "Basic " + b64encode(f"u:{ADMIN_PASSWORD}".encode()).decode()}
-    data = {"csrf": _csrf(client, auth), "target": target}
-    response = client.post("/admin/replay", data=data, headers=auth)
-    assert_json_error(response, 400)
+    assert_json_error(_replay(web[1], target), 400)
 
 
 @pytest.mark.parametrize("target", [str(2**63 - 1), "12", "evt_nothing"])
 def test_admin_replay_of_a_possible_target_goes_back_to_the_page(
     web: tuple[Runtime, Any], target: str
 ) -> None:
-    _, client = web
-    auth = {"Authorization": "Basic " + b64encode(f"u:{ADMIN_PASSWORD}".encode()).decode()}
-    data = {"csrf": _csrf(client, auth), "target": target}
-    assert client.post("/admin/replay", data=data, headers=auth).status_code == 303
+    assert _replay(web[1], target).status_code == 303
 
 
 @pytest.fixture
