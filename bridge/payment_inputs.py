@@ -91,5 +91,6 @@ def known_inputs(
         coupon_codes=coupon_codes,
         fx=fx,
         invoice_created_by_checkout=made_by_checkout,
+        first_seen=existing.created_at if existing is not None else None,
     )
     return known, external_cid

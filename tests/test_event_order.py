@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import responses
 
@@ -62,3 +63,20 @@ def test_a_payment_parked_by_its_refund_is_not_revived_by_another_event(
     calls = bridge.run()
     assert [body for _, body in calls if "conversionTypeCode" in body] == []
     assert bridge.conversion(inv["id"]).state == "skipped"
+
+
+def test_an_invoice_days_old_still_waits_for_the_checkout_that_links_it(make_bridge, td):
+    # A backfill (or a delivery Stripe retried for days) brings both events late, the invoice
+    # first: the hold runs from when the bridge learns of the payment, not from its `created`.
+    bridge = make_bridge()
+    four_days_ago = int(time.time()) - 4 * 24 * 3600
+    invoice = load_fixture("invoice.paid.subscription_create")
+    checkout = load_fixture("checkout.session.completed.subscription")
+    invoice["created"] = checkout["created"] = four_days_ago
+    bridge.post(invoice)
+    bridge.post(checkout)
+    calls = bridge.run()
+    conversions = [body for _, body in calls if "conversionTypeCode" in body]
+    assert [c["externalId"] for c in conversions] == [invoice["data"]["object"]["id"]]
+    assert bridge.outcome(invoice["id"]) == "held:unattributed"  # then released by the link
+    assert bridge.conversion(invoice["data"]["object"]["id"]).state != "held"

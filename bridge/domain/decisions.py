@@ -38,6 +38,7 @@ class Known:
     invoice_created_by_checkout: bool = False  # a payment-mode Checkout Session made this invoice
     fx: FxInfo | None = None  # exchange rate fetched from Stripe (the charge's balance transaction)
     coupon_codes: tuple[str, ...] = ()  # promotion codes' text, looked up through the Stripe API
+    first_seen: datetime | None = None  # when a row for this payment was first stored, if one was
 
 
 @dataclass(frozen=True)

@@ -164,7 +164,10 @@ def _attribute(
         return Target("coupon", ",".join(codes), codes), None
     if fact.customer_id is None and external_cid is None:
         return Skip("unattributed", "guest checkout without a click id")
-    until = fact.meta.created + timedelta(hours=cfg.attribution.unattributed_hold_hours)
+    # At least the hold from when the bridge learnt of the payment: one Stripe delivers (or a
+    # backfill fetches) days late still waits for the checkout that links its customer.
+    start = fact.meta.created if now is None else max(fact.meta.created, known.first_seen or now)
+    until = start + timedelta(hours=cfg.attribution.unattributed_hold_hours)
     if now is not None and now >= until:
         return Skip("unattributed", f"no click id or link arrived before {until.isoformat()}")
     return Hold("unattributed", "no click id or link for this customer yet", until)

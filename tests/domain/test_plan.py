@@ -222,10 +222,22 @@ def test_unattributed_payment_is_held_then_dropped(hours: int) -> None:
     held = decide_payment(payment, Known(), mapping, None)
     assert held == Hold("unattributed", held.detail, until)  # type: ignore[union-attr]
     assert held.action == "hold" and not held.needs_fx  # type: ignore[union-attr]
-    before = decide_payment(payment, Known(), mapping, None, now=until - timedelta(seconds=1))
+    stored = Known(first_seen=payment.meta.created)  # held since Stripe sent it
+    before = decide_payment(payment, stored, mapping, None, now=until - timedelta(seconds=1))
     assert isinstance(before, Hold)
-    after = decide_payment(payment, Known(), mapping, None, now=until)
+    after = decide_payment(payment, stored, mapping, None, now=until)
     assert isinstance(after, Skip) and after.reason == "unattributed"
+
+
+def test_a_payment_the_bridge_learns_of_late_is_held_from_then() -> None:
+    payment = fact("invoice.paid.subscription_cycle")
+    late = payment.meta.created + timedelta(days=4)  # a backfill, or days of Stripe retries
+    held = decide_payment(payment, Known(), CFG, None, now=late)
+    assert held == Hold("unattributed", held.detail, late + timedelta(hours=72))  # type: ignore[union-attr]
+    again = decide_payment(
+        payment, Known(first_seen=late), CFG, None, now=late + timedelta(hours=1)
+    )
+    assert again == held  # the same window, however often it is decided again
 
 
 def test_guest_without_click_id_is_unattributable() -> None:
