@@ -14,7 +14,12 @@ from bridge.conversions import HELD, SKIPPED, queue_conversion
 from bridge.db.models import Conversion, Event, Identity, utcnow
 from bridge.domain.decisions import Hold, Known, Skip
 from bridge.domain.facts import FxInfo, LinkFact, PaymentFact
-from bridge.domain.plan import decide_link, decide_payment, resolve_external_cid
+from bridge.domain.plan import (
+    decide_link,
+    decide_payment,
+    link_of_a_counted_payment,
+    resolve_external_cid,
+)
 from bridge.links import latest_link, link_customer, remember_identity
 from bridge.payment_inputs import PROVIDER, known_inputs, stored_link
 from bridge.payment_rows import fill, payment_row, record_hold, record_skip
@@ -61,6 +66,8 @@ def _decide_and_write(
     )
     decision = decide_payment(fact, known, rt.mapping, rt.settings.trackdesk_currency, now=utcnow())
     if isinstance(decision, Skip):
+        if decision.reason == "already_converted":
+            _link_anyway(session, rt, fact, known)
         return record_skip(session, fact, existing, decision), None
     conv = payment_row(session, fact, existing)
     if fact.customer_id and external_cid:
@@ -94,6 +101,16 @@ def _decide_and_write(
         depends = link.outbox_id if link else None
     queue_conversion(session, rt, conv, depends_on_id=depends)
     return f"converted:{decision.case}", conv
+
+
+def _link_anyway(session: Session, rt: Runtime, fact: PaymentFact, known: Known) -> None:
+    """A payment counted already (by another event) may still bring a new click id to link."""
+    decision = link_of_a_counted_payment(fact, known, rt.mapping)
+    if not isinstance(decision, Skip):
+        link_customer(
+            session, rt, external_cid=decision.external_cid, cid=decision.cid,
+            source=PROVIDER, event_id=fact.meta.event_id,
+        )  # fmt: skip
 
 
 def apply_link(session: Session, rt: Runtime, fact: LinkFact, event: Event) -> str:

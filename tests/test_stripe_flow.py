@@ -97,6 +97,37 @@ def test_payment_checkout_with_its_invoice_counts_once(make_bridge):
     assert conversions[0]["externalId"] == "in_checkout_made_1"
 
 
+def test_a_checkout_counted_through_its_invoice_still_links_its_new_click(make_bridge):
+    # A returning customer (linked to CLICK) buys again through OTHER_CLICK: a payment-mode
+    # Checkout that also makes an invoice, the invoice processed first. The payment counts
+    # once, and the new click is linked for the customer's later payments.
+    bridge = make_bridge()
+    first = load_fixture("checkout.session.completed.payment")
+    customer = first["data"]["object"]["customer"]
+    bridge.post(first)
+    bridge.run()
+    checkout = load_fixture("checkout.session.completed.payment")
+    checkout["id"] = "evt_second_checkout"
+    checkout["data"]["object"].update(
+        id="cs_second", client_reference_id=OTHER_CLICK, payment_intent="pi_second",
+        invoice="in_second",
+    )  # fmt: skip
+    invoice = load_fixture("invoice.paid.subscription_cycle.api-2024-06-20")
+    invoice["id"] = "evt_second_invoice"
+    invoice["data"]["object"].update(
+        id="in_second", customer=customer, subscription=None, billing_reason="manual",
+        subscription_details=None, payment_intent="pi_second",
+    )  # fmt: skip
+    bridge.post(invoice)
+    bridge.post(checkout)
+    calls = bridge.run()
+    assert [body.get("externalId") for _, body in calls if "conversionTypeCode" in body] == [
+        "in_second"
+    ]
+    assert [body["cid"] for _, body in calls if "cid" in body] == [OTHER_CLICK]
+    assert bridge.outcome("evt_second_checkout") == "duplicate_payment"
+
+
 def test_invoice_before_the_checkout_that_links_it_converts_later(make_bridge):
     bridge = make_bridge(toml='[conversion_types]\nfirst = "first_payment"\n')
     bridge.post(load_fixture("invoice.paid.subscription_create"))

@@ -23,7 +23,7 @@ from bridge.mapping import ConversionCase, MappingConfig
 __all__ = [
     "Convert", "Hold", "Known", "LinkCall", "LinkDecision", "PaymentDecision", "Skip",
     "StoredLink", "Target", "classify_invoice", "conversion_case", "decide_link",
-    "decide_payment", "external_cid_for", "resolve_external_cid",
+    "decide_payment", "external_cid_for", "link_of_a_counted_payment", "resolve_external_cid",
 ]  # fmt: skip
 
 InvoiceCase = Literal["first", "renewal", "change", "other"]
@@ -127,6 +127,19 @@ def decide_link(fact: LinkFact, known: Known, cfg: MappingConfig) -> LinkDecisio
     if known.link is not None and fact.click_id in known.link.click_ids:
         return Skip("already_linked", "this click id is already linked to this external CID")
     return LinkCall(external_cid, fact.click_id, fact.customer_id)
+
+
+def link_of_a_counted_payment(fact: PaymentFact, known: Known, cfg: MappingConfig) -> LinkDecision:
+    """The link a payment carries although another event already converted it (a payment-mode
+    Checkout whose invoice came first): its click id is still the customer's newest, and the
+    customer's later payments belong to that click's affiliate."""
+    as_customer = LinkFact(
+        meta=fact.meta, source="checkout", customer_id=fact.customer_id,
+        customer_email=fact.customer_email, click_id=fact.click_id,
+        click_id_source=fact.click_id_source, metadata=fact.metadata, opted_out=fact.opted_out,
+        checkout_session_id=fact.checkout_session_id, subscription_id=fact.subscription_id,
+    )  # fmt: skip
+    return decide_link(as_customer, known, cfg)
 
 
 def _skip(fact: PaymentFact, known: Known, cfg: MappingConfig) -> Skip | None:

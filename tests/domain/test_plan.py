@@ -22,6 +22,7 @@ from bridge.domain.plan import (
     decide_link,
     decide_payment,
     external_cid_for,
+    link_of_a_counted_payment,
     resolve_external_cid,
 )
 from bridge.domain.stripe_facts import FxInfo, LinkFact, PaymentFact, parse_event
@@ -554,3 +555,17 @@ def test_an_amount_that_converts_to_nothing_is_not_sent() -> None:
     payment = fact(currency="JPY", amount_minor=1)
     decision = decide_payment(payment, Known(fx=FxInfo("JPY", 1000, "USD", 7)), CONVERT, "USD")
     assert isinstance(decision, Skip) and decision.reason == "zero_amount", decision
+
+
+def test_a_payment_counted_already_still_links_a_new_click() -> None:
+    payment = fact(click_id=OTHER_CLICK)
+    known = Known(
+        existing="converted",
+        customer_external_cid=CUSTOMER,
+        link=StoredLink(CUSTOMER, frozenset({CLICK})),
+    )
+    assert isinstance(decide_payment(payment, known, CFG, None), Skip)
+    link = link_of_a_counted_payment(payment, known, CFG)
+    assert link == LinkCall(CUSTOMER, OTHER_CLICK, payment.customer_id)
+    same_click = link_of_a_counted_payment(fact(click_id=CLICK), known, CFG)
+    assert isinstance(same_click, Skip) and same_click.reason == "already_linked"
