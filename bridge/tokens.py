@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
+from bridge.domain import MAX_EXTERNAL_CID_LENGTH
 from bridge.errors import BridgeError
 
 if TYPE_CHECKING:  # a merchant's app importing mint_capture_token needs no settings
@@ -27,7 +28,6 @@ if TYPE_CHECKING:  # a merchant's app importing mint_capture_token needs no sett
 # The purpose of a token: a value signed by the same key for anything else fails here.
 CAPTURE_TOKEN_SALT = "trackdesk-bridge.capture-token.v1"  # noqa: S105 (not a secret)
 DEFAULT_MAX_AGE = 3600
-MAX_EXTERNAL_CID_LENGTH = 255  # the links table's column
 MIN_KEY_LENGTH = 16  # as SECRET_KEY demands
 
 

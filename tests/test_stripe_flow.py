@@ -12,7 +12,7 @@ from sqlalchemy import select
 from bridge.db.models import Event, Outbox
 from bridge.status import collect_status
 from bridge.worker import Worker
-from tests.conftest import BY_CID, LINK, Bridge, load_fixture
+from tests.conftest import BY_CID, LINK, Bridge, build_runtime, load_fixture
 
 CLICK = "a6f9b2d4-7c1e-4d0a-9a8e-3f2b1c0d9e87"
 OTHER_CLICK = "0b1c2d3e-4f50-4617-8293-a4b5c6d7e8f9"
@@ -549,3 +549,23 @@ def test_a_failure_while_preparing_an_event_defers_it_and_the_rest_go_on(make_br
         row = session.execute(select(Event).where(Event.event_id == first["id"])).scalar_one()
         assert (row.attempts, row.detail) == (1, "KeyError: 'a bug in preparing'")
         assert row.retry_at is not None
+
+
+def test_an_external_cid_longer_than_the_bridge_stores_converts_by_the_click(pg_url, tmp_path, td):
+    # Stripe metadata holds 500 characters, the bridge's columns 255: on PostgreSQL such an
+    # id failed every attempt and the payment was never sent. Now it is no external CID.
+    mapping = tmp_path / "long.toml"
+    mapping.write_text(
+        '[attribution]\nexternal_cid = "metadata"\nexternal_cid_metadata_key = "uid"\n'
+    )
+    rt = build_runtime(pg_url, tmp_path, BRIDGE_CONFIG=str(mapping))
+    try:
+        bridge = Bridge(rt, td)
+        event = load_fixture("checkout.session.completed.payment")
+        event["data"]["object"]["metadata"] = {"uid": "u" * 256}
+        bridge.post(event)
+        calls = bridge.run()
+        assert [url for url, _ in calls] == [BY_CID]  # by its click id, nothing to link
+        assert bridge.outcome(event["id"]) == "converted:one_time"
+    finally:
+        rt.close()

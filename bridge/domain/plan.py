@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Literal
 
+from bridge.domain import MAX_EXTERNAL_CID_LENGTH
 from bridge.domain.decisions import (
     Convert,
     Hold,
@@ -56,11 +57,14 @@ def external_cid_for(fact: PaymentFact | LinkFact, cfg: MappingConfig) -> str | 
     """The external CID the mapping file derives from this payer, if the fact carries it."""
     source = cfg.attribution.external_cid
     if source == "customer_id":
-        return fact.customer_id
-    if source == "email":
-        return fact.customer_email
-    key = cfg.attribution.external_cid_metadata_key or ""
-    return fact.metadata.get(key, "").strip() or None
+        value = fact.customer_id
+    elif source == "email":
+        value = fact.customer_email
+    else:
+        value = fact.metadata.get(cfg.attribution.external_cid_metadata_key or "", "").strip()
+    # Stripe's metadata holds up to 500 characters: a longer id than the bridge can store is
+    # none (the payment converts by its click id, or waits), not an event that fails for ever.
+    return value if value and len(value) <= MAX_EXTERNAL_CID_LENGTH else None
 
 
 def resolve_external_cid(
