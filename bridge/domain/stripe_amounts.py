@@ -14,12 +14,20 @@ def checkout_amount(session: sj.JsonObject, basis: AmountBasis) -> int:
     """The session's total less tax and shipping (unless the mapping file counts them)."""
     total = sj.integer(session, "amount_total") or 0
     tax = 0 if basis.include_tax else sj.integer(session, "total_details", "amount_tax") or 0
-    shipping = (
-        0
-        if basis.include_shipping
+    shipping = 0 if basis.include_shipping else _checkout_shipping(session, basis.include_tax)
+    return max(total - tax - shipping, 0)
+
+
+def _checkout_shipping(session: sj.JsonObject, with_tax: bool) -> int:
+    """The session's shipping, before or after its own tax, as for invoices (`_shipping`):
+    `shipping_cost` says which; `total_details.amount_shipping` is the fallback, as it is."""
+    key = "amount_total" if with_tax else "amount_subtotal"
+    amount = sj.integer(session, "shipping_cost", key)
+    return (
+        amount
+        if amount is not None
         else sj.integer(session, "total_details", "amount_shipping") or 0
     )
-    return max(total - tax - shipping, 0)
 
 
 def invoice_amount(invoice: sj.JsonObject, basis: AmountBasis) -> int:

@@ -87,6 +87,26 @@ def test_checkout_amount_basis(include_tax: bool, include_shipping: bool, amount
     assert payment(load("checkout.session.completed.payment"), cfg).amount_minor == amount
 
 
+@pytest.mark.parametrize("details_shipping", [500, 600])  # Stripe's docs leave it open
+@pytest.mark.parametrize(
+    ("include_tax", "amount"),
+    [(False, 4990), (True, 5940)],  # items less tax / with their tax
+)
+def test_checkout_shipping_with_its_own_tax_is_taken_off_once(
+    include_tax: bool, amount: int, details_shipping: int
+) -> None:
+    # 4990 of items + 950 of their tax, 500 of shipping + 100 of its tax: 6540 in all
+    event = load(
+        "checkout.session.completed.payment", amount_total=6540,
+        total_details={"amount_discount": 1000, "amount_shipping": details_shipping,
+                       "amount_tax": 1050},
+        shipping_cost={"amount_subtotal": 500, "amount_tax": 100, "amount_total": 600,
+                       "shipping_rate": "shr_1"},
+    )  # fmt: skip
+    cfg = replace(CFG, amount=AmountBasis(include_tax, False))
+    assert payment(event, cfg).amount_minor == amount
+
+
 def test_checkout_that_created_an_invoice_counts_under_the_invoice_id() -> None:
     fact = payment(load("checkout.session.completed.payment", invoice="in_1CheckoutMade"))
     assert (fact.key, fact.invoice_id) == ("in_1CheckoutMade", "in_1CheckoutMade")
@@ -309,6 +329,7 @@ def test_checkout_in_every_currency_class(currency: str, total: int, tax: int) -
         currency=currency,
         amount_total=total,
         total_details={"amount_discount": 0, "amount_shipping": 0, "amount_tax": tax},
+        shipping_cost=None,
     )
     fact = payment(event)
     assert (fact.amount_minor, fact.currency) == (total - tax, currency.upper())
