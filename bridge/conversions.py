@@ -88,13 +88,22 @@ def release_held(
         .all()
     )
     for conv in held:
-        blocked = (conv.facts or {}).get("currency_hold")
-        if blocked:  # attributed now, but its currency needs the merchant
-            conv.state, conv.reason, conv.hold_until = BLOCKED, blocked, None
-            continue
-        conv.reason = None
-        queue_conversion(session, rt, conv, depends_on_id=link_outbox_id, now=now)
+        release_one(session, rt, conv, link_outbox_id, now)
     return len(held)
+
+
+def release_one(
+    session: Session, rt: Runtime, conv: Conversion, link_outbox_id: int | None, now: datetime
+) -> None:
+    """A held conversion whose customer is linked: queued after the link call, or blocked when
+    its currency still needs the merchant (never sent as if in the account's currency)."""
+    blocked = (conv.facts or {}).get("currency_hold")
+    if blocked:  # attributed now, but its currency needs the merchant
+        conv.state, conv.reason, conv.hold_until = BLOCKED, blocked, None
+        conv.updated_at = now
+        return
+    conv.reason = None
+    queue_conversion(session, rt, conv, depends_on_id=link_outbox_id, now=now)
 
 
 OUT_OF_BAND_REASON = 'invoice paid out of band and payments.out_of_band = "skip"'

@@ -11,7 +11,7 @@ import logging
 
 from sqlalchemy.orm import Session
 
-from bridge.conversions import BLOCKED, HELD, SKIPPED, queue_conversion
+from bridge.conversions import BLOCKED, HELD, SKIPPED, release_one
 from bridge.db.models import Conversion, ConversionStatus, utcnow
 from bridge.domain.status_rules import desired_status
 from bridge.links import latest_link
@@ -81,5 +81,5 @@ def _park_or_restore(
         # The customer's link may have arrived while it was parked: nothing would release it then.
         link = latest_link(session, conv.external_cid)
         if link is not None:
-            queue_conversion(session, rt, conv, depends_on_id=link.outbox_id)
+            release_one(session, rt, conv, link.outbox_id, utcnow())
     return "restored"

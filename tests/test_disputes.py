@@ -131,3 +131,42 @@ def test_dispute_of_a_held_conversion_parks_it_until_won(keyed_rt, post_keyed, f
         ).scalar_one()
         assert (conv.state, conv.reason) == ("held", None)
         assert conv.hold_until is not None
+
+
+def test_a_payment_restored_after_a_won_dispute_keeps_its_currency_hold(tmp_path, fixture):
+    # A USD invoice for a EUR Trackdesk account, held for its customer's link, is parked by a
+    # dispute; the link arrives meanwhile; the dispute is won. Restored, it must be blocked for
+    # its currency (as a link would have left it), never sent as 29 "EUR".
+    from tests.conftest import build_runtime, signed_poster
+
+    rt = build_runtime(
+        f"sqlite:///{tmp_path}/fx.sqlite3", tmp_path, TRACKDESK_API_KEY=API_KEY,
+        TRACKDESK_CURRENCY="EUR",
+    )  # fmt: skip
+    try:
+        post = signed_poster(rt)
+        invoice = fixture("invoice.paid.subscription_cycle.api-2024-06-20")  # USD
+        charge = invoice["data"]["object"]["charge"]
+
+        def invoice_dispute(status: str, later: int) -> dict[str, Any]:
+            event = dispute(fixture, status, later=later)
+            event["data"]["object"].update(
+                charge=charge, payment_intent=invoice["data"]["object"]["payment_intent"]
+            )
+            return event
+
+        with trackdesk() as mock:
+            post(invoice)
+            post(invoice_dispute("needs_response", 0))
+            post(fixture("checkout.session.completed.subscription"))  # the link
+            post(invoice_dispute("won", 60))
+            Worker(rt).run_until_idle()
+            sent = [json.loads(c.request.body or b"{}") for c in mock.calls]
+        assert [body for body in sent if "amount" in body] == []
+        with rt.sessions() as session:
+            conv = session.execute(
+                select(Conversion).where(Conversion.invoice_id == invoice["data"]["object"]["id"])
+            ).scalar_one()
+        assert conv.state == "blocked"
+    finally:
+        rt.close()
