@@ -41,7 +41,9 @@ def sync_status(session: Session, rt: Runtime, conv: Conversion, event_id: str |
         row.manual = False
         return "status:unchanged"
     if rt.settings.trackdesk_api_key is None:
-        row.manual = True
+        # What the merchant was asked to set by hand counts as queued: when the status comes
+        # back (a dispute won), they are asked to set it back, not left with it changed.
+        row.queued, row.manual = desired, True
         log.warning(
             "status update needs TRACKDESK_API_KEY: change it by hand at Trackdesk",
             extra={"event_id": event_id, "external_id": conv.external_id, "status": desired},

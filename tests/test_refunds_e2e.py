@@ -79,6 +79,25 @@ def test_without_an_api_key_refunds_wait_for_the_merchant(rt, fixture, capsys):
     assert snapshot["dead"] == 0 and snapshot["pending"] == 0
 
 
+def test_without_an_api_key_a_won_dispute_asks_to_set_the_status_back(rt, fixture):
+    # The merchant was asked to put the sale ON_HOLD by hand; once the dispute is won, they
+    # must be asked to approve it again, not left with it on hold.
+    from tests.test_disputes import dispute
+
+    post_stripe = poster(rt)
+    post_stripe(fixture("checkout.session.completed.payment"))
+    post_stripe(dispute(fixture, "needs_response"))
+    with trackdesk():
+        Worker(rt).run_until_idle()
+    [asked] = collect_status(rt.engine)["manual_action"]
+    assert asked["status"] == "on_hold"
+    post_stripe(dispute(fixture, "won", later=60))
+    with trackdesk():
+        Worker(rt).run_until_idle()
+    [asked] = collect_status(rt.engine)["manual_action"]
+    assert (asked["external_id"], asked["status"]) == (PI, "approved")
+
+
 def test_status_lists_partial_refunds(keyed_rt, post_keyed, fixture):
     post_keyed(fixture("checkout.session.completed.payment"))
     post_keyed(fixture("charge.refunded.partial"))

@@ -279,7 +279,8 @@ class ConversionStatus(Base):
         BigId, ForeignKey("conversions.id"), primary_key=True
     )
     desired: Mapped[str] = mapped_column(String(20))
-    queued: Mapped[str | None] = mapped_column(String(20))  # None: only the conversion call
+    # the last status queued, or asked of the merchant by hand; None: only the conversion call
+    queued: Mapped[str | None] = mapped_column(String(20))
     manual: Mapped[bool] = mapped_column(Boolean, default=False)  # no TRACKDESK_API_KEY
     parked_state: Mapped[str | None] = mapped_column(String(20))  # held/blocked before a refund
     parked_hold_until: Mapped[datetime | None]
