@@ -128,8 +128,9 @@ def status(as_json: bool) -> None:
     click.echo(f"{'oldest pending':>20}: {'-' if age is None else f'{age:.0f} s'}")
     if snapshot["thin_events"]:
         click.echo(
-            "thin events were stored without their object: set STRIPE_API_KEY, or switch "
-            "the Stripe endpoint to snapshot payloads"
+            "thin events were stored without their object: set STRIPE_API_KEY and restart "
+            "the worker (it processes them then), and switch the Stripe endpoint to snapshot "
+            "payloads"
         )
     for item in snapshot.get("manual_action", []):
         click.echo(f"needs manual action at Trackdesk: {json.dumps(item, default=str)}")

@@ -46,8 +46,10 @@ def replay_id(rt: Runtime, ident: str) -> int:
             .values(next_attempt_at=utcnow(), **_RESET)
         )
         count = int(result.rowcount)  # type: ignore[attr-defined]
-        failed = (
-            session.execute(select(Event).where(Event.event_id == ident, Event.outcome == "error"))
+        failed = (  # its processing failed, or it came thin before STRIPE_API_KEY was set
+            session.execute(
+                select(Event).where(Event.event_id == ident, Event.outcome.in_(("error", "thin")))
+            )
             .scalars()
             .all()
         )
@@ -57,6 +59,20 @@ def replay_id(rt: Runtime, ident: str) -> int:
             count += 1
     rt.wake.set()
     return count
+
+
+def requeue_thin_events(rt: Runtime) -> int:
+    """Thin events stored while STRIPE_API_KEY was not set go back to processing now that it
+    is (the worker does this at start), which fetches their objects from Stripe."""
+    if rt.settings.stripe_api_key is None:
+        return 0
+    with transaction(rt.sessions) as session:
+        result = session.execute(
+            update(Event)
+            .where(Event.outcome == "thin")
+            .values(processed_at=None, outcome=None, attempts=0, retry_at=None)
+        )
+        return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 def _with_related(session: Session, ids: set[int]) -> set[int]:

@@ -31,6 +31,7 @@ from bridge.delivery import deliver_one
 from bridge.doorbell import Doorbell
 from bridge.pacing import Arrivals, rest_after, rest_from_env, webhooks_arriving
 from bridge.processing import expire_holds, process_pending_events
+from bridge.replay import requeue_thin_events
 from bridge.retry import RetryPolicy
 from bridge.runtime import Runtime
 from bridge.throttle import SharedRateLimit
@@ -159,6 +160,17 @@ class Worker:
         quiet = lambda: not webhooks_arriving(self.rt)  # noqa: E731 - a one-line predicate
         checkpoint_every(self.rt.engine, self.stop, CHECKPOINT_SECONDS, when=quiet)
 
+    def _tidy_up(self) -> None:
+        """At start: settle calls stranded behind dead letters by older versions, and process
+        the thin events stored before STRIPE_API_KEY was set, now that it is."""
+        try:
+            if settled := outbox.settle_stranded(self.rt.sessions):
+                log.warning("calls waiting for dead letters settled", extra={"rows": settled})
+            if thin := requeue_thin_events(self.rt):
+                log.info("thin events queued again: STRIPE_API_KEY is set", extra={"rows": thin})
+        except Exception:  # the database may be down at start: nothing is lost by waiting
+            log.exception("start-up tidying failed")
+
     def run(self) -> None:
         """Run until `stop` is set (SIGTERM), finishing the call in flight."""
         log.info(
@@ -166,11 +178,7 @@ class Worker:
             extra={"worker": self.id, "threads": self.threads, "rests": self.rests},
         )
         self.rt.warn_about_settings()
-        try:
-            if settled := outbox.settle_stranded(self.rt.sessions):
-                log.warning("calls waiting for dead letters settled", extra={"rows": settled})
-        except Exception:  # the database may be down at start: delivery retries it later
-            log.exception("could not settle calls waiting for dead letters")
+        self._tidy_up()
         loops = [threading.Thread(target=self._process_loop, name="process", daemon=True)]
         if is_sqlite(self.rt.engine):
             loops.append(

@@ -388,6 +388,52 @@ def test_thin_event_is_fetched_when_an_api_key_is_set(make_bridge, td):
     assert fetched[0].request.headers["Authorization"] == "Bearer rk_test_123"
 
 
+@pytest.mark.parametrize("how", ["worker_start", "replay_id"])
+def test_thin_events_stored_before_the_key_was_set_are_processed_once_it_is(tmp_path, td, how):
+    from bridge.replay import replay_id
+    from bridge.worker import Worker
+
+    url = f"sqlite:///{tmp_path}/thin.sqlite3"
+    before = build_runtime(url, tmp_path)  # no STRIPE_API_KEY yet
+    try:
+        Bridge(before, td).post(load_fixture("checkout.session.completed.subscription"))
+        Bridge(before, td).post(
+            {
+                "id": "evt_thin_3", "object": "v2.core.event", "type": "v1.invoice.paid",
+                "created": "2026-11-26T10:00:00.000Z", "livemode": True,
+                "related_object": {"id": "in_thin_3", "type": "invoice",
+                                   "url": "/v1/invoices/in_thin_3"},
+            }
+        )  # fmt: skip
+        Worker(before).run_until_idle()
+        assert collect_status(before.engine)["thin_events"] == 1
+    finally:
+        before.close()
+    invoice = load_fixture("invoice.paid.subscription_cycle")["data"]["object"]
+    invoice["id"] = "in_thin_3"
+    td.add(responses.GET, "http://stripe.test/v1/invoices/in_thin_3", json=invoice)
+    paid_by = load_fixture("invoice_payment.paid")["data"]["object"]
+    td.add(
+        responses.GET,
+        "http://stripe.test/v1/invoice_payments",
+        json={"object": "list", "has_more": False, "data": [dict(paid_by, invoice="in_thin_3")]},
+    )
+    after = build_runtime(
+        url, tmp_path, STRIPE_API_KEY="rk_test_1", STRIPE_API_BASE="http://stripe.test"
+    )
+    try:
+        bridge = Bridge(after, td)
+        if how == "worker_start":
+            Worker(after)._tidy_up()  # what `bridge worker` does first
+        else:
+            assert replay_id(after, "evt_thin_3") == 1
+        conversions = [body for _, body in bridge.run() if "amount" in body]
+        assert [c["externalId"] for c in conversions] == ["in_thin_3"]
+        assert collect_status(after.engine)["thin_events"] == 0
+    finally:
+        after.close()
+
+
 def _dead_and_replayed(bridge: Bridge, td: responses.RequestsMock) -> None:
     from bridge.replay import replay_dead
 
