@@ -224,6 +224,22 @@ INVALID: list[tuple[str, object, str]] = [
         conversion(conversion_type=["s"]),
         "must be a string, not an array",
     ),
+    (
+        "conversion_type longer than stored",
+        conversion(conversion_type="t" * 101),
+        "conversion_type must be at most 100 characters",
+    ),
+    ("conversion_type with the key's colon", conversion(conversion_type="sale:eu"), 'contain ":"'),
+    (
+        "conversion_type and external_id too long together",
+        conversion(conversion_type="t" * 60, external_id="o" * 195),
+        "together must be at most 254 characters",
+    ),
+    (
+        "status conversion_type with a colon",
+        _vary(STATUS, {"conversion_type": "a:b"}),
+        'contain ":"',
+    ),
     ("amount a number", priced(49.9), f"{NOT_DECIMAL}, not a number"),
     ("amount a boolean", priced(True), f"{NOT_DECIMAL}, not a boolean"),
     ("amount with comma", priced("49,90"), f'{NOT_DECIMAL} (got "49,90")'),

@@ -121,6 +121,19 @@ def sent(rsps: responses.RequestsMock) -> list[tuple[str, dict[str, Any]]]:
 # ------------------------------------------------------------------- the whole path, both DBs
 
 
+def test_the_longest_conversion_accepted_is_stored_and_sent(
+    make_bridge: Callable[..., Bridge], db_url: str, trackdesk: responses.RequestsMock
+) -> None:
+    # Whatever the webhook accepts, every database stores: PostgreSQL enforces the lengths.
+    bridge = make_bridge(db_url)
+    longest = {**CONVERSION, "conversion_type": "t" * 100, "external_id": "o" * 154}
+    bridge.send(LINK, "msg_link_long")
+    bridge.send(longest, "msg_conv_long")
+    bridge.work()
+    (_, conversion) = sent(trackdesk)[1]
+    assert (conversion["conversionTypeCode"], conversion["externalId"]) == ("t" * 100, "o" * 154)
+
+
 def test_link_conversion_and_status_make_the_exact_calls(
     make_bridge: Callable[..., Bridge], db_url: str, trackdesk: responses.RequestsMock
 ) -> None:

@@ -17,6 +17,9 @@ from bridge.domain.money import parse_amount
 from bridge.errors import BadRequest
 
 MAX_LENGTH = 200
+# A conversion is stored once per "type:external id" (255 characters) with its type (100).
+MAX_TYPE_LENGTH = 100
+MAX_KEY_LENGTH = 255
 STATUSES = ("approved", "pending", "on_hold", "refunded", "rejected", "fraud")
 # A conversion may also be sent as a test (CONVERSION_STATUS_TEST): it checks the wiring end to end
 # without paying an affiliate. Moving an existing conversion to "test" makes no sense, so status
@@ -181,7 +184,7 @@ def _conversion(fields: _Fields, key: str, event_id: str) -> GenericConversion:
         fields.problems.append("a conversion names one of cid and external_cid, not both")
     elif not (fields.given("cid") or fields.given("external_cid")):
         fields.problems.append("a conversion needs cid or external_cid")
-    conversion_type = fields.text("conversion_type", required=True)
+    conversion_type = _conversion_type(fields)
     amount_text = fields.text("amount", shape=_DECIMAL, what='a decimal string such as "49.90"')
     currency = fields.text("currency", shape=_CURRENCY, what="a three-letter ISO 4217 code")
     currency = currency.upper() if currency else None
@@ -193,10 +196,16 @@ def _conversion(fields: _Fields, key: str, event_id: str) -> GenericConversion:
             amount = parse_amount(amount_text, currency)
         except ValueError as exc:  # too many decimals for the currency
             fields.problems.append(str(exc))
+    external_id = fields.text("external_id") or event_id
+    if conversion_type and len(conversion_type) + 1 + len(external_id) > MAX_KEY_LENGTH:
+        fields.problems.append(
+            f"conversion_type and external_id together must be at most {MAX_KEY_LENGTH - 1} "
+            "characters"
+        )
     return GenericConversion(
         id=key,
         conversion_type=conversion_type or "",
-        external_id=fields.text("external_id") or event_id,
+        external_id=external_id,
         cid=cid,
         external_cid=external_cid,
         amount=amount,
@@ -218,9 +227,21 @@ def _status(fields: _Fields, key: str, event_id: str) -> GenericStatus:
     return GenericStatus(
         id=key,
         external_id=fields.text("external_id", required=True) or "",
-        conversion_type=fields.text("conversion_type", required=True) or "",
+        conversion_type=_conversion_type(fields) or "",
         status=fields.choice("status", STATUSES, required=True) or "",
     )
+
+
+def _conversion_type(fields: _Fields) -> str | None:
+    """The conversion type code: short enough to store, without the key's separator."""
+    value = fields.text("conversion_type", required=True)
+    if value is not None and len(value) > MAX_TYPE_LENGTH:
+        fields.problems.append(f"conversion_type must be at most {MAX_TYPE_LENGTH} characters")
+        return None
+    if value is not None and ":" in value:  # "a:b" + "c" and "a" + "b:c" would be one key
+        fields.problems.append('conversion_type must not contain ":"')
+        return None
+    return value
 
 
 _PARSERS: dict[str, Callable[[_Fields, str, str], GenericEvent]] = {
