@@ -47,7 +47,26 @@ def _on_sigterm(stop: threading.Event) -> None:
     signal.signal(signal.SIGINT, handler)
 
 
-@click.group()
+class _Bridge(click.Group):
+    """The command group: a database that cannot be used is one clear message, no traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from sqlalchemy.exc import SQLAlchemyError
+
+        try:
+            return super().invoke(ctx)
+        except SQLAlchemyError as exc:
+            cause = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+            click.echo(
+                f"the database cannot be used ({type(exc).__name__}: "
+                f"{cause[0][:200] if cause else '-'}): is DATABASE_URL right, is the database "
+                "up, and has `bridge db upgrade` run?",
+                err=True,
+            )
+            sys.exit(1)
+
+
+@click.group(cls=_Bridge)
 def main() -> None:
     """The Stripe → Trackdesk bridge."""
 

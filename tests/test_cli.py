@@ -41,6 +41,21 @@ def test_missing_configuration_is_one_clear_message(tmp_path, monkeypatch):
     assert "Traceback" not in result.output
 
 
+@pytest.mark.parametrize("command", [["status"], ["status", "--json"], ["replay", "--dead"]])
+def test_a_database_not_migrated_is_one_clear_message(env, command):
+    result = CliRunner().invoke(main, command)  # no `bridge db upgrade` yet
+    assert result.exit_code == 1
+    assert "no such table" in result.output and "bridge db upgrade" in result.output
+    assert isinstance(result.exception, SystemExit)  # a clean exit, not an error escaping
+
+
+def test_a_database_that_does_not_answer_is_one_clear_message(env, monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", "postgresql://user:hunter22@127.0.0.1:1/nothing")
+    result = CliRunner().invoke(main, ["status"])
+    assert result.exit_code == 1
+    assert "database cannot be used" in result.output and "hunter22" not in result.output
+
+
 def test_db_upgrade_then_status_json(env):
     runner = CliRunner()
     assert runner.invoke(main, ["db", "upgrade"]).exit_code == 0
