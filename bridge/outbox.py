@@ -66,6 +66,10 @@ def enqueue(
     )
     session.add(row)
     session.flush()
+    if depends_on_id is not None:
+        awaited = session.get(Outbox, depends_on_id)
+        if awaited is not None and awaited.state == DEAD:  # it would wait for ever: settle it
+            settle_dependents(session, depends_on_id)
     return row
 
 

@@ -148,3 +148,26 @@ def test_rows_stranded_before_this_rule_are_settled(bridge):
     assert outbox.settle_stranded(bridge.rt.sessions) == 1
     assert _states(bridge) == [("link", "dead"), ("conversion", "dead")]
     assert outbox.settle_stranded(bridge.rt.sessions) == 0
+
+
+def test_a_call_queued_behind_a_call_already_dead_is_settled_at_once(bridge):
+    """The customer's next payment, queued after its link died: not stranded either."""
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as td:
+        _refused_link_then_its_conversion(bridge, td)
+        bridge.send({**CONVERSION, "id": "evt-next", "external_id": "order-10"})
+        bridge.work()
+    assert _states(bridge) == [("link", "dead"), ("conversion", "dead"), ("conversion", "dead")]
+    assert collect_status(bridge.rt.engine)["pending"] == 0
+
+
+def test_a_call_queued_behind_a_dead_link_takes_a_delivered_one(bridge):
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as td:
+        _trackdesk(td, _refused_click)
+        bridge.send(GOOD_LINK)
+        bridge.work()
+        bridge.send(LINK)  # the newest link, refused
+        bridge.work()
+        bridge.send(CONVERSION)  # queued behind the newest link, already dead
+        bridge.work()
+        sent = _sent(td)
+    assert [body.get("externalId") for _, body in sent] == [None, None, "order-9"]
