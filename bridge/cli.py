@@ -51,11 +51,11 @@ class _Bridge(click.Group):
     """The command group: a database that cannot be used is one clear message, no traceback."""
 
     def invoke(self, ctx: click.Context) -> Any:
-        from sqlalchemy.exc import SQLAlchemyError
+        from sqlalchemy.exc import OperationalError, ProgrammingError
 
         try:
             return super().invoke(ctx)
-        except SQLAlchemyError as exc:
+        except (OperationalError, ProgrammingError) as exc:  # unreachable, or no such table
             cause = str(getattr(exc, "orig", None) or exc).strip().splitlines()
             click.echo(
                 f"the database cannot be used ({type(exc).__name__}: "

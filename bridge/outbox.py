@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy import BindParameter, Select, and_, bindparam, case, or_, select, update
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
-from bridge.db import read_session, transaction
+from bridge.db import read_session, serialise_processing, transaction
 from bridge.db.models import Link, Outbox, utcnow
 
 PENDING, DELIVERED, DEAD = "pending", "delivered", "dead"
@@ -226,6 +226,9 @@ def mark_dead(
         "last_status": status, "last_response": response,
     }  # fmt: skip
     with transaction(sessions) as session:
+        # After any processing in progress: a call it is queueing behind this row (unseen
+        # until it commits) must be settled here, or it would wait for ever (PostgreSQL).
+        serialise_processing(session)
         done = session.execute(
             update(Outbox)
             .where(Outbox.id == row.id, Outbox.locked_by == worker_id, Outbox.state == PENDING)
@@ -242,32 +245,33 @@ def settle_dependents(session: Session, dead_id: int) -> int:
     """The pending calls waiting for dead row `dead_id`, so that none waits for ever: a call
     waiting for a customer's link waits for another of that customer's links instead, when
     there is one (a conversion by external CID needs any of them at Trackdesk); any other goes
-    to the dead letters too, saying why (`bridge replay` of either sends both). The number
-    settled."""
-    waiting = (
-        session.execute(
-            select(Outbox).where(Outbox.depends_on_id == dead_id, Outbox.state == PENDING)
+    to the dead letters too, saying why (`bridge replay` of either sends both), and so on down
+    its own chain (a conversion's status updates). The number settled."""
+    settled, dead_ids = 0, [dead_id]
+    while dead_ids:  # a loop, not recursion: a chain of status updates may be long
+        awaited = dead_ids.pop()
+        waiting = (
+            session.execute(
+                select(Outbox).where(Outbox.depends_on_id == awaited, Outbox.state == PENDING)
+            )
+            .scalars()
+            .all()
         )
-        .scalars()
-        .all()
-    )
-    if not waiting:
-        return 0
-    dead = session.get(Outbox, dead_id)
-    other = _other_link(session, dead_id) if dead is not None and dead.kind == "link" else None
-    for row in waiting:
-        if other is not None:
-            row.depends_on_id = other
-            continue
-        row.state, row.locked_until, row.locked_by = DEAD, None, None
-        row.last_error = (
-            f"not sent: it waits for outbox row {dead_id}, which is in the dead letters; "
-            "replaying either row sends both"
-        )
+        dead = session.get(Outbox, awaited) if waiting else None
+        other = _other_link(session, awaited) if dead is not None and dead.kind == "link" else None
+        for row in waiting:
+            settled += 1
+            if other is not None:
+                row.depends_on_id = other
+                continue
+            row.state, row.locked_until, row.locked_by = DEAD, None, None
+            row.last_error = (
+                f"not sent: it waits for outbox row {awaited}, which is in the dead letters; "
+                "replaying either row sends both"
+            )
+            dead_ids.append(row.id)
         session.flush()
-        settle_dependents(session, row.id)
-    session.flush()
-    return len(waiting)
+    return settled
 
 
 def settle_stranded(sessions: sessionmaker[Session]) -> int:

@@ -37,8 +37,7 @@ def sync_status(session: Session, rt: Runtime, conv: Conversion, event_id: str |
         return _park_or_restore(session, rt, conv, row, desired == state.base)
     if conv.state == SKIPPED or conv.state == "expired":
         return "status:not_converted"
-    if desired == (row.queued or state.base):
-        row.manual = False
+    if desired == (row.queued or state.base):  # a manual action asked for stays listed
         return "status:unchanged"
     if rt.settings.trackdesk_api_key is None:
         # What the merchant was asked to set by hand counts as queued: when the status comes

@@ -171,3 +171,57 @@ def test_a_call_queued_behind_a_dead_link_takes_a_delivered_one(bridge):
         bridge.work()
         sent = _sent(td)
     assert [body.get("externalId") for _, body in sent] == [None, None, "order-9"]
+
+
+def test_a_long_chain_behind_a_dead_call_is_settled_whole(make_bridge, sqlite_url):
+    """Status updates each wait for the one before: a chain longer than Python's recursion."""
+    bridge = make_bridge(sqlite_url)
+    with bridge.rt.sessions() as session, session.begin():
+        head = outbox.enqueue(session, "conversion", {"n": 0})
+        previous = head.id
+        for n in range(1, 1200):
+            previous = outbox.enqueue(session, "status", {"n": n}, depends_on_id=previous).id
+        head.state = outbox.DEAD
+    assert outbox.settle_stranded(bridge.rt.sessions) == 1199
+    assert collect_status(bridge.rt.engine)["pending"] == 0
+
+
+def test_a_call_queued_while_its_link_dies_is_settled_too(pg_url, tmp_path):
+    """PostgreSQL: processing queues a call behind a link (still pending as it reads it) while
+    the delivery worker records the link's refusal. The refusal waits for the processing lock,
+    so it sees the new call and settles it."""
+    import threading
+    from datetime import timedelta
+
+    from bridge.db import serialise_processing, transaction
+    from bridge.db.models import utcnow
+    from tests.conftest import build_runtime
+    from tests.support.procs import wait_until
+    from tests.test_capture_race import _capture_blocked_or_done
+
+    rt = build_runtime(pg_url, tmp_path)
+    try:
+        with transaction(rt.sessions) as session:
+            link_id = outbox.enqueue(session, "link", {"n": "link"}).id
+        (claimed,) = outbox.claim(rt.sessions, "w1", limit=1, lease=timedelta(seconds=60))
+        refused = threading.Event()
+
+        def refuse() -> None:
+            outbox.mark_dead(rt.sessions, claimed, "w1", error="400", status=400,
+                             response=None, now=utcnow())  # fmt: skip
+            refused.set()
+
+        refusal = threading.Thread(target=refuse)
+        with transaction(rt.sessions) as session:  # processing, holding its lock
+            serialise_processing(session)
+            queued = outbox.enqueue(session, "conversion", {"n": "c"}, depends_on_id=link_id)
+            refusal.start()
+            wait_until(lambda: _capture_blocked_or_done(pg_url, refused), timeout=20,
+                       what="the refusal to wait for the processing lock")  # fmt: skip
+            queued_id = queued.id
+        refusal.join(timeout=20)
+        with rt.sessions() as session:
+            row = session.get(Outbox, queued_id)
+            assert row is not None and row.state == outbox.DEAD  # settled, not stranded
+    finally:
+        rt.close()

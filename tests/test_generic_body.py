@@ -235,11 +235,6 @@ INVALID: list[tuple[str, object, str]] = [
         conversion(conversion_type="t" * 60, external_id="o" * 195),
         "together must be at most 254 characters",
     ),
-    (
-        "status conversion_type with a colon",
-        _vary(STATUS, {"conversion_type": "a:b"}),
-        'contain ":"',
-    ),
     ("amount a number", priced(49.9), f"{NOT_DECIMAL}, not a number"),
     ("amount a boolean", priced(True), f"{NOT_DECIMAL}, not a boolean"),
     ("amount with comma", priced("49,90"), f'{NOT_DECIMAL} (got "49,90")'),

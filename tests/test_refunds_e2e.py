@@ -98,6 +98,23 @@ def test_without_an_api_key_a_won_dispute_asks_to_set_the_status_back(rt, fixtur
     assert (asked["external_id"], asked["status"]) == (PI, "approved")
 
 
+def test_without_an_api_key_a_repeated_status_keeps_the_manual_action(rt, fixture):
+    # charge.dispute.updated (evidence submitted) asks for ON_HOLD again: the merchant may not
+    # have acted yet, so the action stays listed.
+    from tests.test_disputes import dispute
+
+    post_stripe = poster(rt)
+    post_stripe(fixture("checkout.session.completed.payment"))
+    post_stripe(dispute(fixture, "needs_response"))
+    updated = dispute(fixture, "needs_response", later=30, name="updated")
+    updated["type"] = "charge.dispute.updated"
+    post_stripe(updated)
+    with trackdesk():
+        Worker(rt).run_until_idle()
+    [asked] = collect_status(rt.engine)["manual_action"]
+    assert asked["status"] == "on_hold"
+
+
 def test_status_lists_partial_refunds(keyed_rt, post_keyed, fixture):
     post_keyed(fixture("checkout.session.completed.payment"))
     post_keyed(fixture("charge.refunded.partial"))

@@ -227,7 +227,8 @@ def _status(fields: _Fields, key: str, event_id: str) -> GenericStatus:
     return GenericStatus(
         id=key,
         external_id=fields.text("external_id", required=True) or "",
-        conversion_type=_conversion_type(fields) or "",
+        # a plain lookup: conversions stored before the type rules existed keep their updates
+        conversion_type=fields.text("conversion_type", required=True) or "",
         status=fields.choice("status", STATUSES, required=True) or "",
     )
 
