@@ -169,8 +169,7 @@ def status(as_json: bool) -> None:
 @click.option("--id", "ident", help="An outbox row id, or an event id.")
 def replay(dead: bool, ident: str | None) -> None:
     """Send dead letters (or one row, or one event's calls) again."""
-    from bridge.replay import replay_dead, replay_id
-    from bridge.web.admin import replay_target_problem
+    from bridge.replay import replay_dead, replay_id, replay_target_problem
 
     if dead == bool(ident):
         raise click.UsageError("give exactly one of --dead or --id ID")

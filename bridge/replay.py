@@ -7,6 +7,7 @@ from sqlalchemy.orm import Session
 
 from bridge.db import transaction
 from bridge.db.models import Event, Outbox, utcnow
+from bridge.domain import is_utf8
 from bridge.outbox import DEAD, PENDING
 from bridge.runtime import Runtime
 
@@ -16,6 +17,30 @@ _RESET = {
     "state": PENDING, "locked_until": None, "locked_by": None, "first_attempt_at": None,
     "attempts": 0,
 }  # fmt: skip
+
+
+MAX_ROW_ID = 2**63 - 1  # outbox ids are signed 64-bit integers on PostgreSQL and SQLite
+MAX_TARGET_LENGTH = 255  # event ids' column
+
+
+def replay_target_problem(target: str) -> str | None:
+    """Why `target` can name neither an outbox row nor an event (a sentence), or None if it can."""
+    # Digits name a row id too (`_row_id`); the databases refuse NUL and lone surrogates as text.
+    if len(target) > MAX_TARGET_LENGTH:
+        return f"A replay target is at most {MAX_TARGET_LENGTH} characters."
+    if "\x00" in target or not is_utf8(target):
+        return "A replay target must not contain NUL characters or lone surrogates."
+    if target.isdigit() and _row_id(target) is None:
+        return "An outbox row id is a number of at most 19 ASCII digits (up to 2^63 - 1)."
+    return None
+
+
+def _row_id(ident: str) -> int | None:
+    """`ident` as an outbox row id, if it can be one: ASCII digits ("²" is a digit to Python,
+    not to int()) within the ids' signed 64 bits."""
+    if ident.isascii() and ident.isdigit() and int(ident) <= MAX_ROW_ID:
+        return int(ident)
+    return None
 
 
 def replay_dead(rt: Runtime) -> int:
@@ -34,8 +59,8 @@ def replay_id(rt: Runtime, ident: str) -> int:
     """
     with transaction(rt.sessions) as session:
         conditions = [Outbox.event_id == ident]
-        if ident.isascii() and ident.isdigit() and int(ident) < 2**63:  # a possible row id
-            conditions.append(Outbox.id == int(ident))
+        if (row_id := _row_id(ident)) is not None:
+            conditions.append(Outbox.id == row_id)
         chosen = session.execute(
             select(Outbox.id).where(or_(*conditions), Outbox.state == DEAD)
         ).scalars()

@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from bridge.domain import is_utf8
 from bridge.domain.money import parse_amount
 from bridge.errors import BadRequest
 
@@ -31,17 +32,6 @@ _CLICK_ID = re.compile(
 )
 _DECIMAL = re.compile(r"[0-9]{1,12}(?:\.[0-9]+)?")
 _CURRENCY = re.compile(r"[A-Za-z]{3}")
-
-
-def is_utf8(text: str) -> bool:
-    """Tell whether `text` encodes as UTF-8 (JSON's escapes can spell lone surrogates)."""
-    if text.isascii():  # nearly every id and field: no encoding needed
-        return True
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 class GenericEventError(BadRequest):

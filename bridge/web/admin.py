@@ -16,8 +16,7 @@ from sqlalchemy import select
 
 from bridge.db import read_session
 from bridge.db.models import Event, Outbox
-from bridge.domain.generic import is_utf8
-from bridge.replay import replay_dead, replay_id
+from bridge.replay import replay_dead, replay_id, replay_target_problem
 from bridge.status import collect_status
 from bridge.web import error, runtime
 
@@ -68,23 +67,6 @@ def _authorised() -> ResponseReturnValue | None:
         )
         response.headers["WWW-Authenticate"] = 'Basic realm="bridge admin"'
         return response
-    return None
-
-
-MAX_ROW_ID = 2**63 - 1  # outbox ids are signed 64-bit integers on PostgreSQL and SQLite
-MAX_TARGET_LENGTH = 255  # event ids' column
-
-
-def replay_target_problem(target: str) -> str | None:
-    """Why `target` can name neither an outbox row nor an event (a sentence), or None if it can."""
-    # replay_id matches digits as a row id as well: int() refuses non-ASCII digits such as "²",
-    # and the databases refuse numbers over 64 bits; they refuse NUL and lone surrogates as text.
-    if len(target) > MAX_TARGET_LENGTH:
-        return f"A replay target is at most {MAX_TARGET_LENGTH} characters."
-    if "\x00" in target or not is_utf8(target):
-        return "A replay target must not contain NUL characters or lone surrogates."
-    if target.isdigit() and not (target.isascii() and int(target) <= MAX_ROW_ID):
-        return "An outbox row id is a number of at most 19 ASCII digits (up to 2^63 - 1)."
     return None
 
 

@@ -23,7 +23,7 @@ from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.wsgi import ClosingIterator
 
-from bridge.domain.generic import is_utf8
+from bridge.domain import is_utf8
 from bridge.errors import BadRequest, StorageUnavailable
 from bridge.metrics import WEBHOOKS
 from bridge.signatures import SignatureError
