@@ -79,7 +79,7 @@ def main() -> None:
     workdir = work_folder(args.workdir, "bridge-ab")
     variants = [variant_env(spec, workdir) for spec in args.variant]
     ingest_args = argparse.Namespace(pg_url=args.pg_url, trackdesk_delay=0.5,
-                                     ack_seconds=args.seconds, threads=1, workers=2)  # fmt: skip
+                                     ack_seconds=args.seconds, threads=None, workers=2)  # fmt: skip
     for index in range(args.rounds):
         shift = index % len(variants)
         for name, env in variants[shift:] + variants[:shift]:

@@ -45,6 +45,7 @@ from sqlalchemy import create_engine, text
 
 from bench import cpu_probe, disk_probe
 from bench.events import write_request_file
+from bridge.serving import THREADS
 from tests.support.fake_trackdesk import read_recordings
 from tests.support.procs import ROOT, Procs, child_env, run_bridge
 
@@ -136,6 +137,19 @@ def bridge_env(database_url: str, trackdesk_url: str = UNREACHABLE) -> dict[str,
     return {**REQUIRED, "DATABASE_URL": database_url, "TRACKDESK_BASE_URL": trackdesk_url}
 
 
+def threads_for(backend: str, args: argparse.Namespace) -> int:
+    """gunicorn threads per worker on `backend`: `--threads`, else the Procfile's choice."""
+    return int(args.threads or THREADS[backend])
+
+
+def threads_line(args: argparse.Namespace) -> str:
+    """The thread counts the report's header names."""
+    if args.threads:
+        return f"{args.threads} threads"
+    by_backend = [f"{THREADS[b]} on {b}" for b in args.backends.split(",") if b in THREADS]
+    return "threads as the Procfile runs the bridge (" + ", ".join(by_backend) + ")"
+
+
 def diagnostic_env(args: argparse.Namespace) -> dict[str, str]:
     """`--pg-options`: PostgreSQL settings for the bridge's and the bare handler's sessions
     (PGOPTIONS), to see what a server-side cost weighs; a diagnostic, never a product setting."""
@@ -181,7 +195,7 @@ def peak(backend: str, args: argparse.Namespace, workdir: Path) -> dict[str, Any
     logs = workdir / "logs" / f"peak-{backend}"
     hello_file = write_request_file(workdir / "hello.tsv", 2000)  # hello ignores the body
     names = ["hello", "ingest", *(["bare"] if args.bare else [])]
-    shape = {"workers": args.workers, "threads": args.threads}
+    shape = {"workers": args.workers, "threads": threads_for(backend, args)}
     with database(backend, workdir, args.pg_url) as db, Procs(logs) as procs:
         env = {**bridge_env(db.url), **diagnostic_env(args)}
         servers = {
@@ -286,7 +300,11 @@ def ack_run(
             _, trackdesk = procs.fake_trackdesk(record=record, delay=args.trackdesk_delay)
         env = {**bridge_env(db.url, trackdesk), **(extra_env or {})}
         web, bridge_url = procs.gunicorn(
-            env, app=BRIDGE_APP, name="bridge", threads=args.threads, workers=args.workers
+            env,
+            app=BRIDGE_APP,
+            name="bridge",
+            threads=threads_for(backend, args),
+            workers=args.workers,
         )
         watched = {"web": web.pid}
         if with_worker:
@@ -301,13 +319,17 @@ def ack_run(
 
 
 def hello_ack_run(
-    rate: float, args: argparse.Namespace, workdir: Path, label: str
+    backend: str, rate: float, args: argparse.Namespace, workdir: Path, label: str
 ) -> dict[str, Any]:
     """The baseline of an ack phase: hello-world under the same gunicorn, the same open-loop
     client and rate, warm-up second first. What it misses, the machine misses, not the bridge."""
     with Procs(workdir / "logs" / label) as procs:  # the same requests; it ignores the body
         web, url = procs.gunicorn(
-            {}, app=HELLO_APP, name="hello", threads=args.threads, workers=args.workers
+            {},
+            app=HELLO_APP,
+            name="hello",
+            threads=threads_for(backend, args),
+            workers=args.workers,
         )
         result = measured_run(url + "/hello", rate, args, workdir, {"web": web.pid})
     result["events_processed"] = result["trackdesk_calls"] = 0
@@ -327,7 +349,7 @@ def ack(backend: str, rate: float, args: argparse.Namespace, workdir: Path) -> d
         for mode in ACK_MODES[shift:] + ACK_MODES[:shift]:
             label = f"ack-{backend}-{mode}-{index + 1}"
             if mode == "hello":
-                runs[mode].append(hello_ack_run(rate, args, workdir, label))
+                runs[mode].append(hello_ack_run(backend, rate, args, workdir, label))
             else:
                 runs[mode].append(ack_run(backend, mode == "worker", rate, args, workdir, label))
     return {"rate": rate, "runs": runs}
@@ -427,7 +449,7 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> str:
         "",
         disk_line(m["disk_probe"]),
         "",
-        f"gunicorn: {args.workers} workers x {args.threads} threads for every target. "
+        f"gunicorn: {args.workers} workers x {threads_line(args)} for every target. "
         f"Peak: wrk -t1 -c{args.connections}, {args.rounds} rotating rounds of {args.duration} s "
         "per target and connection count. Peak = the best connection count of each target in "
         "each round; figures are medians over rounds (ratio: median of per-round ratios).",
@@ -545,8 +567,8 @@ def arguments() -> argparse.Namespace:
     parser.add_argument(
         "--threads",
         type=int,
-        default=1,
-        help="gunicorn threads per worker, for every target (Procfile: sync, 1)",
+        help="gunicorn threads per worker, for every target (default: as the Procfile runs the "
+        "bridge on that database, bridge.serving.THREADS)",
     )
     parser.add_argument(
         "--workers", type=int, default=2, help="gunicorn workers, for every target (issue 2: 2)"

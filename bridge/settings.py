@@ -189,10 +189,17 @@ def _describe(exc: ValidationError) -> str:
     return "Configuration error: " + " and ".join(parts)
 
 
-def load_settings(env: Mapping[str, str] | None = None, env_file: str | None = ".env") -> Settings:
-    """Settings from the process environment over an optional `.env` file (environment wins)."""
+def environment(
+    env: Mapping[str, str] | None = None, env_file: str | None = ".env"
+) -> dict[str, str]:
+    """The process environment (or `env`) over an optional `.env` file: the environment wins."""
     merged: dict[str, str] = {}
     if env_file and Path(env_file).is_file():
         merged.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
     merged.update(os.environ if env is None else env)
-    return Settings.from_mapping(merged)
+    return merged
+
+
+def load_settings(env: Mapping[str, str] | None = None, env_file: str | None = ".env") -> Settings:
+    """Settings from the process environment over an optional `.env` file (environment wins)."""
+    return Settings.from_mapping(environment(env, env_file))

@@ -7,9 +7,10 @@ checking a connection out of the pool and back in.) The row is the one the ORM r
 in `bridge.db.models`.
 
 `Intake` is the web process's writer: it keeps the connections it took from the engine's pool
-(up to `MAX_KEPT`, one per sync gunicorn worker), renews each after `RECYCLE_SECONDS` like the
-pool would, and closes one for good on any error. `store_event` does the same insert on a pooled
-connection, for one-off callers.
+(as many as its threads store at once, up to `MAX_KEPT`: one in a sync gunicorn worker, two
+under the Procfile on PostgreSQL, see `bridge.gunicorn_config`), renews each after
+`RECYCLE_SECONDS` like the pool would, and closes one for good on any error. `store_event` does
+the same insert on a pooled connection, for one-off callers.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ _PG_INSERT = (
 )
 _PG_FORMATS = (0, 0, 0, 0, 0, 1)  # text, except the body: binary bytea
 CHECKPOINT_EVERY = 250  # rows per web process: ~1,300 WAL pages (a row writes about five)
-MAX_KEPT = 2  # idle connections kept per process; more at once are opened and closed
+MAX_KEPT = 8  # idle connections kept per process (as many as its threads store at once)
 RECYCLE_SECONDS = 1800  # as the PostgreSQL pool's pool_recycle (bridge.db.make_engine)
 _UNAVAILABLE = "the event could not be stored; retry later"
 log = logging.getLogger("bridge.store")
@@ -112,8 +113,10 @@ class Intake:
         self.engine = engine
         self.dialect = engine.dialect.name
         self.gate = write_gate(engine)
-        # Idle kept connections with the time each was opened: one per sync gunicorn worker, at
-        # most MAX_KEPT where threads store at once. list.pop/append are atomic.
+        # Idle kept connections with the time each was opened: one per thread that stored at
+        # once, at most MAX_KEPT (more were opened and closed per request: a PostgreSQL
+        # connection costs a process, and 4 threads with 2 kept halved the peak). list.pop and
+        # list.append are atomic.
         self._idle: list[tuple[Any, float]] = []
         self._pid = os.getpid()
         self._since_checkpoint = 0
