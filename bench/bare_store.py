@@ -2,10 +2,11 @@
 
 One route, `POST /webhooks/stripe`: check the `Stripe-Signature` (the bridge's verifier), read
 `id` and `type` from the JSON body, one autocommit `INSERT … ON CONFLICT DO NOTHING RETURNING id`
-on a per-process DBAPI connection, a constant answer. No log line, no metrics, no error handling
-beyond a 400, no reconnects: what the issue calls "a bare handler that only verifies and does one
-raw-driver insert per request". Served as `gunicorn 'bench.bare_store:create_app()'` by
-`python -m bench.ingest --bare`, to show how close the whole product comes to it. Not for use.
+on a DBAPI connection of the serving thread's own, a constant answer. No log line, no metrics, no
+error handling beyond a 400, no reconnects: what the issue calls "a bare handler that only
+verifies and does one raw-driver insert per request". Served as
+`gunicorn 'bench.bare_store:create_app()'` by `python -m bench.ingest --bare`, to show how close
+the whole product comes to it. Not for use.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import threading
 from datetime import UTC, datetime
 from typing import Any
 
@@ -45,7 +47,7 @@ def create_app() -> Flask:
     app = Flask(__name__)
     url = os.environ["DATABASE_URL"]
     verifier = StripeVerifier([os.environ["STRIPE_WEBHOOK_SECRET"]])
-    state: dict[str, Any] = {}
+    state = threading.local()  # a connection per thread, as the bridge's intake keeps them
 
     @app.post("/webhooks/stripe")
     def store() -> Response:
@@ -55,12 +57,12 @@ def create_app() -> Flask:
             event = json.loads(body)
         except (SignatureError, ValueError):
             return Response(b'{"error": "refused"}', 400, mimetype="application/json")
-        if "db" not in state:
-            state["db"], state["sql"] = _connect(url)
+        if not hasattr(state, "db"):
+            state.db, state.sql = _connect(url)
         now = datetime.now(UTC)
         stamp = now.strftime("%Y-%m-%d %H:%M:%S.%f") if url.startswith("sqlite") else now
         row = (event["id"], event["type"], event.get("livemode"), stamp, body)
-        inserted = state["db"].execute(state["sql"], ("stripe", *row)).fetchone()
+        inserted = state.db.execute(state.sql, ("stripe", *row)).fetchone()
         duplicate = b"true" if inserted is None else b"false"
         answer = b'{"received": true, "duplicate": ' + duplicate + b"}\n"
         return Response(answer, mimetype="application/json")
