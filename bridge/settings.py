@@ -75,7 +75,7 @@ class Settings(BaseModel):
     stripe_api_base: str | None = Field(default=None, pattern=r"^https?://")
     generic_webhook_secrets: tuple[SecretStr, ...] = ()
     secret_keys: tuple[SecretStr, ...] = Field(min_length=1)
-    database_url: str | None = None
+    database_url: str | None = Field(default=None, repr=False)  # it may hold a password
     allow_sqlite: bool = False
     dyno: str | None = None
     capture_allowed_origins: tuple[str, ...] = ()

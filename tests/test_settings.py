@@ -56,9 +56,13 @@ def test_defaults_and_derived_values():
 
 
 def test_secrets_never_show_in_repr():
-    settings = make_settings(TRACKDESK_API_KEY="td-personal-token-123")
+    settings = make_settings(
+        TRACKDESK_API_KEY="td-personal-token-123",
+        DATABASE_URL="postgres://bridge:db-password-456@db.example:5432/bridge",
+    )
     text = repr(settings) + str(settings)
     assert "td-personal-token-123" not in text
+    assert "db-password-456" not in text
     assert "whsec_test_bridge" not in text
     assert "test-secret-key" not in text
 
