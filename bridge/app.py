@@ -38,6 +38,7 @@ def create_app(settings: Settings | None = None, *, rt: Runtime | None = None) -
     from bridge.web.stripe_hook import StripeIntake
 
     app.wsgi_app = StripeIntake(app.wsgi_app, rt, MAX_BODY_BYTES)  # type: ignore[method-assign]
+    _ = rt.intake  # built now, before request threads could race to build it
     if serving:
         settle()
     return app

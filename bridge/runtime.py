@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from bridge.db import default_sqlite_url, make_engine, make_sessionmaker
+from bridge.db import default_sqlite_url, make_engine, make_sessionmaker, unpooled_twin
 from bridge.mapping import MappingConfig, load_mapping
 from bridge.settings import Settings
 from bridge.signatures import GenericVerifier, StripeVerifier
@@ -63,8 +63,11 @@ class Runtime:
 
     @cached_property
     def intake(self) -> Intake:
-        """Stores webhook deliveries (one kept connection per serving thread)."""
-        return Intake(self.engine)
+        """Stores webhook deliveries (one kept connection per serving thread, from outside the
+        pool: `unpooled_twin`). The web app builds it before serving: from Python 3.12,
+        `cached_property` no longer locks, and two threads could each build one."""
+        twin = unpooled_twin(self.engine, sqlite_synchronous=self.settings.sqlite_synchronous)
+        return Intake(self.engine, source=twin)
 
     @cached_property
     def stripe_verifier(self) -> StripeVerifier:

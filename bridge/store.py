@@ -109,8 +109,12 @@ def _pg_prepare(pgconn: Any) -> None:
 class Intake:
     """Stores webhook deliveries on connections it keeps (see the module)."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, source: Engine | None = None) -> None:
         self.engine = engine
+        # Where kept connections come from: an engine without a pool (`unpooled_twin`), so that
+        # connections kept here never take the places of the pool the rest of the process
+        # shares (with more threads than the pool has places, they took them all for good).
+        self.source = source or engine
         self.dialect = engine.dialect.name
         self.gate = write_gate(engine)
         # Idle kept connections with the time each was opened: one per thread that stored at
@@ -126,18 +130,25 @@ class Intake:
     ) -> bool:
         """Store one verified delivery, durably; False when it was a duplicate."""
         params = _params(self.dialect, provider, event_id, event_type, livemode, body)
+        if self.gate is None:
+            return self._insert(params)
+        # SQLite: queue with the other writers (bridge.db.gate) before taking a connection, as
+        # every writer does, so that nobody holds a connection while waiting for the gate.
+        with self.gate.hold():
+            inserted = self._insert(params)
+            self._since_checkpoint += 1
+        return inserted
+
+    def _insert(self, params: tuple[Any, ...]) -> bool:
+        """The insert on a kept connection; one that failed is closed, not kept."""
         conn, since = self._take()
         try:
             if self.dialect == "postgresql":
                 inserted = _pg_insert(conn.driver_connection.pgconn, params)
-            elif self.gate is None:
-                inserted = _insert(conn.driver_connection.cursor(), self.dialect, params)
             else:
-                with self.gate.hold():  # SQLite: queue with the other writers (bridge.db.gate)
-                    inserted = _insert(conn.driver_connection.cursor(), self.dialect, params)
-                self._since_checkpoint += 1
+                inserted = _insert(conn.driver_connection.cursor(), self.dialect, params)
         except Exception as exc:
-            _discard(conn)  # its state is unknown: closed, not kept
+            _discard(conn)
             if _storage_error(self.engine, exc):
                 raise StorageUnavailable(_UNAVAILABLE) from exc
             raise
@@ -165,7 +176,7 @@ class Intake:
                 return conn, since
             _discard(conn)
         try:
-            conn = self.engine.raw_connection()
+            conn = self.source.raw_connection()
         except SQLAlchemyError as exc:
             raise StorageUnavailable(_UNAVAILABLE) from exc
         if self.dialect == "postgresql":
@@ -207,6 +218,8 @@ class Intake:
         if self._pid == os.getpid():
             for conn, _ in idle:
                 _discard(conn)
+        if self.source is not self.engine:
+            self.source.dispose()
 
 
 def _discard(conn: Any) -> None:
@@ -227,22 +240,22 @@ def store_event(
     """Store one verified delivery on a pooled connection, committed; False for a duplicate."""
     dialect = engine.dialect.name
     params = _params(dialect, provider, event_id, event_type, livemode, body)
-    try:
-        conn = engine.raw_connection()
-    except SQLAlchemyError as exc:
-        raise StorageUnavailable(_UNAVAILABLE) from exc
-    driver = conn.driver_connection
-    try:
-        with writing(engine):  # SQLite: queue with the other writers (bridge.db.gate)
+    with writing(engine):  # SQLite: queue with the other writers first (bridge.db.gate)
+        try:
+            conn = engine.raw_connection()
+        except SQLAlchemyError as exc:
+            raise StorageUnavailable(_UNAVAILABLE) from exc
+        driver = conn.driver_connection
+        try:
             if dialect == "postgresql":
                 driver.autocommit = True  # type: ignore[union-attr]
             inserted = _insert(conn.cursor(), dialect, params)
             if dialect == "postgresql":
                 driver.autocommit = False  # type: ignore[union-attr]
-    except Exception as exc:
-        _discard(conn)
-        if _storage_error(engine, exc):
-            raise StorageUnavailable(_UNAVAILABLE) from exc
-        raise
-    conn.close()
+        except Exception as exc:
+            _discard(conn)
+            if _storage_error(engine, exc):
+                raise StorageUnavailable(_UNAVAILABLE) from exc
+            raise
+        conn.close()
     return inserted

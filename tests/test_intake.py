@@ -129,13 +129,17 @@ def test_rows_read_back_as_the_orm_writes_them(db_url, tmp_path, fixture):
 def test_one_connection_serves_one_request_after_another(db_url, tmp_path):
     rt = build_runtime(db_url, tmp_path)
     try:
+        kept = []
         for n in range(5):
             rt.intake.store(
                 provider="stripe", event_id=f"evt_{n}", event_type="x", livemode=True, body=b"{}"
             )
-        assert rt.engine.pool.checkedout() == 1  # kept, not returned and taken again
+            [(conn, _)] = rt.intake._idle
+            kept.append(conn)
+        assert all(conn is kept[0] for conn in kept)  # kept, not closed and opened again
+        assert rt.engine.pool.checkedout() == 0  # and none of the shared pool's places taken
         rt.intake.close()
-        assert rt.engine.pool.checkedout() == 0
+        assert rt.intake._idle == [] and not kept[0].is_valid
     finally:
         rt.close()
 
@@ -164,20 +168,21 @@ def test_threads_storing_at_once_each_store_once(db_url, tmp_path):
         assert errors == []
         assert outcomes.count(True) == 40 and outcomes.count(False) == 80
         assert len(_events(rt)) == 40
-        assert rt.engine.pool.checkedout() <= MAX_KEPT  # the rest went back to the pool
+        assert 1 <= len(rt.intake._idle) <= MAX_KEPT  # the rest were closed
+        assert rt.engine.pool.checkedout() == 0
     finally:
         rt.close()
 
 
-def test_connections_beyond_the_few_kept_go_back_to_the_pool(db_url, tmp_path):
+def test_connections_beyond_the_few_kept_are_closed(db_url, tmp_path):
     rt = build_runtime(db_url, tmp_path)
     try:
         taken = [rt.intake._take() for _ in range(MAX_KEPT + 3)]  # as many requests at once
-        assert rt.engine.pool.checkedout() == MAX_KEPT + 3
         for conn, since in taken:
             rt.intake._give_back(conn, since)
-        # the rest went back: the worker of `bridge serve` shares the pool
-        assert rt.engine.pool.checkedout() == MAX_KEPT
+        assert [conn for conn, _ in rt.intake._idle] == [conn for conn, _ in taken[:MAX_KEPT]]
+        assert not any(conn.is_valid for conn, _ in taken[MAX_KEPT:])
+        assert rt.engine.pool.checkedout() == 0
         assert rt.intake.store(
             provider="stripe", event_id="after", event_type="x", livemode=None, body=b"{}"
         ) is True  # fmt: skip
@@ -196,7 +201,44 @@ def test_a_connection_is_renewed_after_the_recycle_age(db_url, tmp_path, monkeyp
         rt.intake.store(provider="stripe", event_id="b", event_type="x", livemode=None, body=b"{}")
         [(second, _)] = rt.intake._idle
         assert second is not first and not first.is_valid  # the old one was closed
-        assert rt.engine.pool.checkedout() == 1
+    finally:
+        rt.close()
+
+
+def test_kept_connections_leave_the_shared_pool_to_the_rest_of_the_process(db_url, tmp_path):
+    """More storing threads than the pool has places: the intake's connections are its own,
+    so a request that needs the pool (a /capture, the admin) still gets one, and vice versa."""
+    from bridge.db import make_engine
+    from bridge.runtime import Runtime
+
+    full = build_runtime(db_url, tmp_path)
+    full.close()  # migrated; now a runtime whose shared pool has one place, taken below
+    rt = Runtime(
+        settings=full.settings, instance_path=tmp_path, mapping=full.mapping,
+        engine=make_engine(db_url, pool_size=1, max_overflow=0, pool_timeout=2),
+    )  # fmt: skip
+    errors: list[BaseException] = []
+    ready = threading.Barrier(4)
+
+    def store(thread: int) -> None:
+        try:
+            ready.wait(10)
+            for n in range(5):
+                rt.intake.store(provider="stripe", event_id=f"evt_{thread}_{n}", event_type="x",
+                                livemode=None, body=b"{}")  # fmt: skip
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    try:
+        shared = rt.engine.raw_connection()  # the pool's one place, busy meanwhile
+        threads = [threading.Thread(target=store, args=(t,)) for t in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == []
+        shared.close()  # the ORM reads through the pool
+        assert len(_events(rt)) == 20
     finally:
         rt.close()
 
@@ -328,3 +370,13 @@ def test_the_flask_routes_checkpoint_after_their_answers_too(
         assert checkpoints == [rt.engine, rt.engine]
     finally:
         rt.close()
+
+
+def test_the_app_builds_its_intake_before_any_request(rt):
+    """From Python 3.12 `cached_property` does not lock: two request threads could each build
+    an intake (and the loser's kept connection would go back to the pool in autocommit)."""
+    from bridge.app import create_app
+
+    assert "intake" not in rt.__dict__
+    create_app(rt=rt)
+    assert "intake" in rt.__dict__

@@ -265,3 +265,59 @@ def test_only_the_processing_thread_keeps_its_cpu_priority(rt, monkeypatch):
         thread.start()
         thread.join()
     assert lowered == ["deliver-0", "checkpoint"]
+
+
+def _open_descriptors() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_threads_that_come_and_go_leave_no_descriptor_behind(tmp_path):
+    """`bridge serve` runs a thread per request: each used to open the lock file for good."""
+    gate = write_gate(make_engine(f"sqlite:///{tmp_path}/g.sqlite3"))
+    assert gate is not None
+    with gate.hold():  # this process's one descriptor, opened once
+        pass
+    before = _open_descriptors()
+    for _ in range(30):
+        thread = threading.Thread(target=_hold_once, args=(gate,))
+        thread.start()
+        thread.join()
+    assert _open_descriptors() == before
+
+
+def _hold_once(gate) -> None:
+    with gate.hold():
+        pass
+
+
+def _blocked_on_flock(pid: int) -> bool:
+    """True when `pid` waits for a flock (a `->` line of /proc/locks names it)."""
+    for line in Path("/proc/locks").read_text().splitlines():
+        fields = line.split()
+        if "->" in fields and "FLOCK" in fields and str(pid) in fields:
+            return True
+    return False
+
+
+def test_a_forked_child_queues_behind_its_parent(tmp_path):
+    """A child forked while its parent holds the gate has a lock and a file of its own: it
+    waits for the parent like any other process, never writes beside it."""
+    from tests.support.procs import wait_until
+
+    gate = write_gate(make_engine(f"sqlite:///{tmp_path}/g.sqlite3"))
+    assert gate is not None
+    inside_r, inside_w = os.pipe()
+    with gate.hold():
+        pid = os.fork()
+        if pid == 0:  # the child: take the gate, say so, leave at once
+            try:
+                with gate.hold():
+                    os.write(inside_w, b"in")
+            finally:
+                os._exit(0)
+        wait_until(lambda: _blocked_on_flock(pid), timeout=10, what="the child waiting")
+        assert _held_elsewhere(str(gate.path))
+    assert os.read(inside_r, 2) == b"in"  # in once the parent let go
+    assert os.waitpid(pid, 0)[1] == 0
+    os.close(inside_r)
+    os.close(inside_w)

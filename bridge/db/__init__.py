@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import NullPool
 
 from bridge.db.gate import writing
 
@@ -54,10 +55,21 @@ def make_engine(url: str, *, sqlite_synchronous: str = "NORMAL", **kwargs: Any) 
         return engine
     # No pre-ping: it would cost every webhook a round trip. A connection the server dropped
     # fails its request (503: Stripe retries; the worker retries) and is replaced.
-    kwargs.setdefault("pool_recycle", 1800)
-    kwargs.setdefault("pool_size", 5)
-    kwargs.setdefault("max_overflow", 5)
+    if "poolclass" not in kwargs:
+        kwargs.setdefault("pool_recycle", 1800)
+        kwargs.setdefault("pool_size", 5)
+        kwargs.setdefault("max_overflow", 5)
     return create_engine(url, **kwargs)
+
+
+def unpooled_twin(engine: Engine, *, sqlite_synchronous: str = "NORMAL") -> Engine:
+    """An engine on the same database, tuned alike, whose connections are not pooled: each is
+    opened when asked for and closed for good when closed (`bridge.store.Intake` keeps its
+    own). An in-memory SQLite database is one connection's own: there, `engine` itself."""
+    if is_sqlite(engine) and engine.url.database in (None, "", ":memory:"):
+        return engine
+    url = engine.url.render_as_string(hide_password=False)
+    return make_engine(url, sqlite_synchronous=sqlite_synchronous, poolclass=NullPool)
 
 
 def _tune_sqlite(engine: Engine, synchronous: str) -> None:

@@ -26,33 +26,59 @@ _BY_ENGINE: weakref.WeakKeyDictionary[Engine, WriteGate | None] = weakref.WeakKe
 
 
 class WriteGate:
-    """An inter-process writer lock on `path`; re-entrant within a thread."""
+    """An inter-process writer lock on `path`; re-entrant within a thread.
+
+    Threads of one process queue on a lock of the process's own, and the process's one open file
+    of `path` holds the `flock` that other processes queue on. (Each thread used to open a file
+    of its own, never closed: `bridge serve` runs a thread per request, and leaked a descriptor
+    per write until the process could open no more.)
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.local = threading.local()
-
-    def _fd(self) -> int:
-        """A descriptor of this thread's own: flock owners are open files, not processes."""
-        fd: int | None = getattr(self.local, "fd", None)
-        if fd is None or getattr(self.local, "pid", None) != os.getpid():  # forked: reopen
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-            self.local.fd, self.local.pid, self.local.depth = fd, os.getpid(), 0
-        return fd
+        self._threads = threading.RLock()
+        self._fd: int | None = None
+        self._depth = 0  # holds by the thread that has `_threads`
 
     @contextlib.contextmanager
     def hold(self) -> Iterator[None]:
         """Wait for the writers' lock (at once when this thread holds it), release it after."""
-        fd = self._fd()
-        if self.local.depth == 0:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        self.local.depth += 1
-        try:
-            yield
-        finally:
-            self.local.depth -= 1
-            if self.local.depth == 0:
-                fcntl.flock(fd, fcntl.LOCK_UN)
+        with self._threads:
+            if self._depth == 0:
+                fcntl.flock(self._file(), fcntl.LOCK_EX)
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+                if self._depth == 0:
+                    fcntl.flock(self._file(), fcntl.LOCK_UN)
+
+    def _file(self) -> int:
+        """This process's descriptor of the lock file, opened on first use."""
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        return self._fd
+
+    def after_fork(self) -> None:
+        """In a forked child: a lock and a file of its own (flock owners are open files, and
+        the inherited one is shared with the parent); closing the child's copy frees nothing of
+        the parent's."""
+        self._threads = threading.RLock()
+        self._depth = 0
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def _after_fork_in_child() -> None:
+    global _GATES_LOCK
+    _GATES_LOCK = threading.Lock()  # another thread of the parent may have held it
+    for gate in _GATES.values():
+        gate.after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def write_gate(engine: Engine) -> WriteGate | None:
