@@ -2,9 +2,11 @@
 
 For each backend (SQLite, PostgreSQL):
 
-1. Peak: the bridge and a hello-world Flask app (bench/hello.py), each under gunicorn with 2 sync
-   workers, both running; `wrk` (one thread, 4, 16 and 32 connections, a Lua script cycling
-   distinct pre-signed events) loads one then the other, in rotating order round after round.
+1. Peak: the bridge and a hello-world Flask app (bench/hello.py), each under gunicorn with 2
+   workers of as many threads as the Procfile runs the bridge with on that database (sync on
+   SQLite, 2 threads on PostgreSQL: bridge.serving.THREADS), both running; `wrk` (one thread,
+   4, 16 and 32 connections, a Lua script cycling distinct pre-signed events) loads one then
+   the other, in rotating order round after round.
    Reported: requests/s of each at its best connection count (the peak) and per count, their
    ratio (per round, then the median), p50/p99 latency from wrk, gunicorn's CPU per request.
 2. Acknowledgement latency at half the measured ingest peak, open loop (bench/openloop.py), on a
