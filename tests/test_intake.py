@@ -374,9 +374,37 @@ def test_the_flask_routes_checkpoint_after_their_answers_too(
 
 def test_the_app_builds_its_intake_before_any_request(rt):
     """From Python 3.12 `cached_property` does not lock: two request threads could each build
-    an intake (and the loser's kept connection would go back to the pool in autocommit)."""
+    an intake, and two sets of kept connections."""
     from bridge.app import create_app
 
     assert "intake" not in rt.__dict__
     create_app(rt=rt)
     assert "intake" in rt.__dict__
+
+
+def test_postgresql_connections_give_up_on_a_silent_server(pg_url, tmp_path):
+    """Threaded web workers are not killed after gunicorn's timeout: a call to a server that
+    stopped answering must fail by itself (libpq keepalives and a TCP user timeout), on the
+    intake's own connections and the shared pool's alike; DATABASE_URL's own values win."""
+    from bridge.db import make_engine
+
+    rt = build_runtime(pg_url, tmp_path)
+    try:
+        rt.intake.store(provider="stripe", event_id="a", event_type="x", livemode=None, body=b"{}")
+        [(kept, _)] = rt.intake._idle
+        pooled = rt.engine.raw_connection()
+        for conn in (kept, pooled):
+            parameters = conn.driver_connection.info.get_parameters()
+            assert parameters["tcp_user_timeout"] == "30000"
+            assert parameters["keepalives_idle"] == "30"
+            assert parameters["connect_timeout"] == "10"
+        pooled.close()
+    finally:
+        rt.close()
+    own = make_engine(pg_url + "?connect_timeout=3")
+    try:
+        conn = own.raw_connection()
+        assert conn.driver_connection.info.get_parameters()["connect_timeout"] == "3"
+        conn.close()
+    finally:
+        own.dispose()

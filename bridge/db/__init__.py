@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
@@ -45,6 +45,21 @@ def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
+# libpq settings of every PostgreSQL connection, unless DATABASE_URL sets them itself. A call on
+# a connection whose server stopped answering (a network partition mid-query) would otherwise
+# wait for TCP to give up, about 15 minutes, and gunicorn's threaded workers (the Procfile's on
+# PostgreSQL) are not killed after its timeout as sync ones are: with these it fails within
+# about half a minute (a webhook's 503, which Stripe retries; the worker's retry).
+PG_CONNECT_PARAMETERS = {
+    "connect_timeout": "10",
+    "keepalives": "1",
+    "keepalives_idle": "30",
+    "keepalives_interval": "10",
+    "keepalives_count": "3",
+    "tcp_user_timeout": "30000",  # ms that sent data may stay unacknowledged
+}
+
+
 def make_engine(url: str, *, sqlite_synchronous: str = "NORMAL", **kwargs: Any) -> Engine:
     """An engine tuned for its backend (WAL and BEGIN IMMEDIATE on SQLite, pool on PostgreSQL)."""
     if url.startswith("sqlite"):
@@ -55,6 +70,10 @@ def make_engine(url: str, *, sqlite_synchronous: str = "NORMAL", **kwargs: Any) 
         return engine
     # No pre-ping: it would cost every webhook a round trip. A connection the server dropped
     # fails its request (503: Stripe retries; the worker retries) and is replaced.
+    query = make_url(url).query
+    kwargs.setdefault(
+        "connect_args", {k: v for k, v in PG_CONNECT_PARAMETERS.items() if k not in query}
+    )
     if "poolclass" not in kwargs:
         kwargs.setdefault("pool_recycle", 1800)
         kwargs.setdefault("pool_size", 5)
@@ -62,7 +81,7 @@ def make_engine(url: str, *, sqlite_synchronous: str = "NORMAL", **kwargs: Any) 
     return create_engine(url, **kwargs)
 
 
-def unpooled_twin(engine: Engine, *, sqlite_synchronous: str = "NORMAL") -> Engine:
+def unpooled_twin(engine: Engine, *, sqlite_synchronous: str) -> Engine:
     """An engine on the same database, tuned alike, whose connections are not pooled: each is
     opened when asked for and closed for good when closed (`bridge.store.Intake` keeps its
     own). An in-memory SQLite database is one connection's own: there, `engine` itself."""
