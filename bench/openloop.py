@@ -2,9 +2,10 @@
 
 Each request has a scheduled send time (start + i / rate); its latency is measured from that
 time to the end of the answer, so a slow server cannot slow the client down and hide its own
-queueing (no coordinated omission). Connections are new per request, as gunicorn's sync workers
-close them after each answer. The client's own lag (actual minus scheduled send) is reported:
-when it is large, the client, not the server, was the limit.
+queueing (no coordinated omission). Connections are new per request, as Stripe's deliveries
+mostly are (and as gunicorn's sync workers close them after each answer). The client's own lag
+(actual minus scheduled send) is reported: when it is large, the client, not the server, was
+the limit.
 
     python -m bench.openloop --url http://127.0.0.1:8000/webhooks/stripe \
         --requests requests.tsv --rate 500 --duration 10

@@ -7,8 +7,8 @@ Creates a scratch database (the bridge's schema, `bridge db upgrade`), writes a 
 with the bridge's INSERT (`bridge.store`, the same columns and ON CONFLICT) and one of the
 benchmark's paid-Checkout events as the body, then alternates the `events.body` variants
 given (a compression method, optionally `/` a storage mode), round after round, two clients at
-once (as two sync gunicorn workers), and prints the inserts per second of each run and their
-medians. With `--update`, each insert is followed by the worker's later UPDATE of the row
+once (as two gunicorn workers of one thread each), and prints the inserts per second of each run
+and their medians. With `--update`, each insert is followed by the worker's later UPDATE of the row
 (marking it processed), in its own transaction, so the figure is the database's whole cost of
 one event. Server-side only: no web server, no Python on the path, so it shows what the
 database itself spends per webhook. Needs `pgbench` (installed with the server here).

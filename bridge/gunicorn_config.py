@@ -13,8 +13,10 @@ makes one choice, by database: how many threads each worker process runs.
   `synchronous=NORMAL`, does not flush per commit, so a second thread only adds switching: 4,782
   webhooks/s with one thread, 3,902 with two.
 
-`WEB_CONCURRENCY` and `WEB_THREADS` override the counts. A malformed value stops gunicorn with one
-line naming it, before any worker starts.
+`WEB_CONCURRENCY` and `WEB_THREADS` override the counts. A malformed `WEB_THREADS` or `PORT` (or
+`WEB_CONCURRENCY` in `.env`) stops gunicorn with one line naming it, before any worker starts;
+gunicorn itself reads `WEB_CONCURRENCY` from the environment before this module, and stops with
+its own error when that is not a number.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ def web_shape(env: Mapping[str, str]) -> dict[str, str | int]:
     """gunicorn's `bind`, `workers` and `threads` for `env`; ValueError names a malformed one."""
     return {
         "bind": f"0.0.0.0:{_number(env, 'PORT', 5000, 65535)}",
-        "workers": _number(env, "WEB_CONCURRENCY", WORKERS, 64),
+        "workers": _number(env, "WEB_CONCURRENCY", WORKERS, 1024),  # platforms set it by size
         "threads": _number(env, "WEB_THREADS", THREADS[backend_of(env.get("DATABASE_URL"))], 64),
     }
 

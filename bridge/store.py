@@ -6,7 +6,7 @@ the answer. (Building a SQLAlchemy statement per request cost more than the inse
 checking a connection out of the pool and back in.) The row is the one the ORM reads: `Event`
 in `bridge.db.models`.
 
-`Intake` is the web process's writer: it keeps the connections it took from the engine's pool
+`Intake` is the web process's writer: it keeps the connections it opened (unpooled, its own)
 (as many as its threads store at once, up to `MAX_KEPT`: one in a sync gunicorn worker, two
 under the Procfile on PostgreSQL, see `bridge.gunicorn_config`), renews each after
 `RECYCLE_SECONDS` like the pool would, and closes one for good on any error. `store_event` does
@@ -157,14 +157,14 @@ class Intake:
 
     def _give_back(self, conn: Any, since: float) -> None:
         """Keep a connection for the next request, unless MAX_KEPT are kept already (then close
-        it: the pool it came from serves the rest of the process, `bridge serve`'s worker too)."""
+        it: more requests at once than that are rare enough to open one each)."""
         if len(self._idle) < MAX_KEPT:
             self._idle.append((conn, since))
         else:
             _discard(conn)
 
     def _take(self) -> tuple[Any, float]:
-        """An idle kept connection, or a new one from the engine's pool."""
+        """An idle kept connection, or a new one from `self.source` (unpooled: opened now)."""
         if self._pid != os.getpid():  # forked: the parent's connections are the parent's
             self._idle, self._pid = [], os.getpid()
         while self._idle:
@@ -180,7 +180,7 @@ class Intake:
         except SQLAlchemyError as exc:
             raise StorageUnavailable(_UNAVAILABLE) from exc
         if self.dialect == "postgresql":
-            # Kept out of the pool's rotation, so autocommit never leaks to other users: one
+            # Never in a pool's rotation, so autocommit never leaks to other users: one
             # statement is its own transaction, without BEGIN and COMMIT round trips.
             driver: Any = conn.driver_connection
             try:
@@ -223,7 +223,7 @@ class Intake:
 
 
 def _discard(conn: Any) -> None:
-    """Close a kept connection for good (the pool opens a fresh one when needed)."""
+    """Close a kept connection for good (the next store opens a fresh one when needed)."""
     conn.invalidate()
     conn.close()
 

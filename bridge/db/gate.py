@@ -66,9 +66,9 @@ class WriteGate:
         the parent's."""
         self._threads = threading.RLock()
         self._depth = 0
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
 
 
 def _after_fork_in_child() -> None:
