@@ -10,7 +10,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bridge.conversions import HELD, SKIPPED, queue_conversion
+from bridge.conversions import HELD, SKIPPED, queue_conversion, release_one
 from bridge.db.models import Conversion, Event, Identity, utcnow
 from bridge.domain.decisions import Hold, Known, Skip
 from bridge.domain.facts import FxInfo, LinkFact, PaymentFact
@@ -41,6 +41,9 @@ def apply_payment(
     (`fx`: Stripe's rate from the charge's balance transaction, when it was looked up;
     `made_by_checkout`: Stripe says a payment-mode Checkout created this invoice)."""
     outcome, conv = _decide_and_write(session, rt, fact, coupon_codes, fx, made_by_checkout)
+    identity = session.get(Identity, fact.customer_id) if fact.customer_id else None
+    if identity is not None:
+        adopt_identity(session, rt, identity)
     if conv is not None and conv.state != SKIPPED:
         # A refund or dispute may have been recorded before its payment arrived (Stripe does
         # not order deliveries): bring the new conversion's status in line with it.
@@ -103,6 +106,32 @@ def _decide_and_write(
     return f"converted:{decision.case}", conv
 
 
+def adopt_identity(session: Session, rt: Runtime, identity: Identity) -> None:
+    """Payments of this customer held before its external CID was known (the mapping file's
+    `metadata` or `email` mode, the id arriving in a later event) take it now, so that a link
+    of that external CID releases them; those whose customer is linked already are released.
+    Without this they waited for a link nobody could match, and expired."""
+    held = (
+        session.execute(
+            select(Conversion).where(
+                Conversion.state == HELD,
+                Conversion.external_cid.is_(None),
+                Conversion.stripe_customer_id == identity.stripe_customer_id,
+            )
+        )
+        .scalars()
+        .all()
+    )
+    if not held:
+        return
+    link = latest_link(session, identity.external_cid)
+    now = utcnow()
+    for conv in held:
+        conv.external_cid = identity.external_cid
+        if link is not None:
+            release_one(session, rt, conv, link.outbox_id, now)
+
+
 def _link_anyway(session: Session, rt: Runtime, fact: PaymentFact, known: Known) -> None:
     """A payment counted already (by another event) may still bring a new click id to link."""
     decision = link_of_a_counted_payment(fact, known, rt.mapping)
@@ -128,6 +157,7 @@ def apply_link(session: Session, rt: Runtime, fact: LinkFact, event: Event) -> s
         )
         if fact.source == "customer":
             identity.opted_out = fact.opted_out
+        adopt_identity(session, rt, identity)  # before linking: the link then releases them
     known = Known(
         customer_external_cid=identity.external_cid if identity else None,
         link=stored_link(session, external_cid),

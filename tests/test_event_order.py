@@ -80,3 +80,69 @@ def test_an_invoice_days_old_still_waits_for_the_checkout_that_links_it(make_bri
     assert [c["externalId"] for c in conversions] == [invoice["data"]["object"]["id"]]
     assert bridge.outcome(invoice["id"]) == "held:unattributed"  # then released by the link
     assert bridge.conversion(invoice["data"]["object"]["id"]).state != "held"
+
+
+# --- payments held before their customer's external CID was known (metadata / e-mail mode) ---
+
+CLICK = "a6f9b2d4-7c1e-4d0a-9a8e-3f2b1c0d9e87"  # the subscription checkout's client_reference_id
+CUSTOMER = "cus_Rk2fa81xQ0A7ub"
+METADATA_MODE = '[attribution]\nexternal_cid = "metadata"\nexternal_cid_metadata_key = "user_id"\n'
+
+
+def _customer_updated(metadata: dict[str, str]) -> dict[str, object]:
+    return {"id": "evt_cust_meta_1", "object": "event", "type": "customer.updated",
+            "livemode": True, "created": int(time.time()), "api_version": "2026-10-28.endive",
+            "data": {"object": {"id": CUSTOMER, "object": "customer",
+                                "email": "buyer@example.com", "metadata": metadata}}}  # fmt: skip
+
+
+def _sale(calls, external_cid):
+    return [body for url, body in calls if body.get("conversionTypeCode") == "sale"
+            and body.get("externalCid") == external_cid]  # fmt: skip
+
+
+def test_a_payment_held_before_its_customers_id_was_known_is_released_by_the_link(make_bridge):
+    """Metadata mode: the first invoice comes before the customer's user id (set on the customer
+    after checkout) and before the checkout's click: once both are known, it converts."""
+    bridge = make_bridge(toml=METADATA_MODE)
+    bridge.post(load_fixture("invoice.paid.subscription_create"))
+    assert bridge.run() == []  # held: neither the customer's id nor a click is known
+    bridge.post(_customer_updated({"user_id": "user-42"}))
+    assert bridge.run() == []
+    bridge.post(load_fixture("checkout.session.completed.subscription"))
+    calls = bridge.run()
+    assert calls[0][1] == {"externalCid": "user-42", "revenueOriginId": "ro-1234", "cid": CLICK}
+    [sale] = _sale(calls, "user-42")
+    assert sale["amount"] == {"value": "29"} and sale["externalId"] == "in_11cdbbf75c29a2bd"
+
+
+def test_a_payment_held_without_an_email_converts_once_the_checkout_gives_it(make_bridge):
+    """E-mail mode: an invoice without `customer_email` is held; the checkout names the e-mail
+    and the click, links them, and the held invoice goes after the link."""
+    bridge = make_bridge(toml='[attribution]\nexternal_cid = "email"\n')
+    invoice = load_fixture("invoice.paid.subscription_create")
+    invoice["data"]["object"]["customer_email"] = None
+    bridge.post(invoice)
+    assert bridge.run() == []
+    bridge.post(load_fixture("checkout.session.completed.subscription"))
+    calls = bridge.run()
+    assert [body.get("cid") for _, body in calls[:1]] == [CLICK]
+    assert len(_sale(calls, "buyer@example.com")) == 1
+
+
+def test_a_held_payment_goes_at_once_when_its_customer_was_linked_already(make_bridge):
+    """The link came first (a /capture for the merchant's user id), the customer's id after:
+    the held payment is queued behind that link as soon as the id is known."""
+    from bridge.links import link_customer
+
+    bridge = make_bridge(toml=METADATA_MODE)
+    bridge.post(load_fixture("invoice.paid.subscription_create"))
+    assert bridge.run() == []
+    with bridge.rt.sessions() as session:
+        link_customer(session, bridge.rt, external_cid="user-42", cid=CLICK, source="capture",
+                      event_id=None)  # fmt: skip
+        session.commit()
+    assert [body.get("cid") for _, body in bridge.run()] == [CLICK]
+    bridge.post(_customer_updated({"user_id": "user-42"}))
+    [sale] = _sale(bridge.run(), "user-42")
+    assert sale["amount"] == {"value": "29"}
