@@ -11,9 +11,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bridge.conversions import HELD, SKIPPED, queue_conversion, release_one
-from bridge.db.models import Conversion, Event, Identity, utcnow
+from bridge.db.models import Conversion, Event, Identity, PendingLink, utcnow
 from bridge.domain.decisions import Hold, Known, Skip
-from bridge.domain.facts import FxInfo, LinkFact, PaymentFact
+from bridge.domain.facts import EventMeta, FxInfo, LinkFact, PaymentFact
 from bridge.domain.plan import (
     decide_link,
     decide_payment,
@@ -73,6 +73,8 @@ def _decide_and_write(
             _link_anyway(session, rt, fact, known)
         return record_skip(session, fact, existing, decision), None
     conv = payment_row(session, fact, existing)
+    if fact.customer_id and fact.click_id and not external_cid:  # converts by click id (below)
+        _keep_for_later(session, fact.customer_id, fact.click_id, "checkout", fact.meta)
     if fact.customer_id and external_cid:
         remember_identity(
             session,
@@ -107,10 +109,10 @@ def _decide_and_write(
 
 
 def adopt_identity(session: Session, rt: Runtime, identity: Identity) -> None:
-    """Payments of this customer held before its external CID was known (the mapping file's
-    `metadata` or `email` mode, the id arriving in a later event) take it now, so that a link
-    of that external CID releases them; those whose customer is linked already are released.
-    Without this they waited for a link nobody could match, and expired."""
+    """What waited for this customer's external CID (the mapping file's `metadata` or `email`
+    mode, the id arriving in a later event): its click ids seen meanwhile are linked now, and
+    its payments held meanwhile take the external CID, so that those links (or, without one,
+    a link the customer already has) release them. Without this, both waited for good."""
     held = (
         session.execute(
             select(Conversion).where(
@@ -122,14 +124,51 @@ def adopt_identity(session: Session, rt: Runtime, identity: Identity) -> None:
         .scalars()
         .all()
     )
-    if not held:
-        return
-    link = latest_link(session, identity.external_cid)
-    now = utcnow()
     for conv in held:
         conv.external_cid = identity.external_cid
-        if link is not None:
+    session.flush()
+    pending = (
+        session.execute(
+            select(PendingLink)
+            .where(PendingLink.stripe_customer_id == identity.stripe_customer_id)
+            .order_by(PendingLink.id)
+        )
+        .scalars()
+        .all()
+    )
+    for waiting in pending:
+        session.delete(waiting)
+        if not identity.opted_out:
+            link_customer(
+                session, rt, external_cid=identity.external_cid, cid=waiting.cid,
+                source=waiting.source, event_id=waiting.event_id,
+            )  # fmt: skip
+    link = latest_link(session, identity.external_cid)
+    if link is None:
+        return
+    now = utcnow()
+    for conv in held:
+        if conv.state == HELD:  # not released by a link just made
             release_one(session, rt, conv, link.outbox_id, now)
+
+
+def _keep_for_later(
+    session: Session, customer_id: str, click_id: str, source: str, meta: EventMeta
+) -> None:
+    """Remember a click id of a customer whose external CID is not known yet (once a pair)."""
+    exists = session.execute(
+        select(PendingLink.id).where(
+            PendingLink.stripe_customer_id == customer_id, PendingLink.cid == click_id
+        )
+    ).first()
+    if exists is None:
+        session.add(
+            PendingLink(
+                stripe_customer_id=customer_id, cid=click_id, source=f"stripe_{source}",
+                event_id=meta.event_id, created_at=utcnow(),
+            )
+        )  # fmt: skip
+        session.flush()
 
 
 def _link_anyway(session: Session, rt: Runtime, fact: PaymentFact, known: Known) -> None:
@@ -165,6 +204,9 @@ def apply_link(session: Session, rt: Runtime, fact: LinkFact, event: Event) -> s
     )
     decision = decide_link(fact, known, rt.mapping)
     if isinstance(decision, Skip):
+        if decision.reason == "no_external_cid" and fact.customer_id and fact.click_id:
+            _keep_for_later(session, fact.customer_id, fact.click_id, fact.source, fact.meta)
+            return "link_pending:no_external_cid"
         return f"link_skipped:{decision.reason}"
     link_customer(
         session,

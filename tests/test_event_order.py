@@ -7,7 +7,7 @@ import time
 
 import responses
 
-from tests.conftest import TD, load_fixture
+from tests.conftest import BY_CID, TD, load_fixture
 
 STATUS = f"{TD}/api/node/conversions/v1/update-status-by-external-id"
 
@@ -146,3 +146,39 @@ def test_a_held_payment_goes_at_once_when_its_customer_was_linked_already(make_b
     bridge.post(_customer_updated({"user_id": "user-42"}))
     [sale] = _sale(bridge.run(), "user-42")
     assert sale["amount"] == {"value": "29"}
+
+
+def test_a_click_seen_before_its_customers_id_is_linked_once_the_id_is_known(make_bridge):
+    """Metadata mode, the merchant setting the user id on the customer after checkout: the
+    checkout's click is kept, linked when the id arrives, and the first invoice follows it."""
+    bridge = make_bridge(toml=METADATA_MODE)
+    checkout = load_fixture("checkout.session.completed.subscription")
+    bridge.post(checkout)
+    assert bridge.run() == []
+    assert bridge.outcome(checkout["id"]) == "link_pending:no_external_cid"
+    bridge.post(_customer_updated({"user_id": "user-42"}))
+    calls = bridge.run()
+    assert [body for _, body in calls] == [
+        {"externalCid": "user-42", "revenueOriginId": "ro-1234", "cid": CLICK}
+    ]
+    bridge.post(load_fixture("invoice.paid.subscription_create"))
+    [sale] = _sale(bridge.run(), "user-42")
+    assert sale["amount"] == {"value": "29"}
+    bridge.post(_customer_updated({"user_id": "user-42"}) | {"id": "evt_cust_meta_2"})
+    assert bridge.run() == []  # linked once
+
+
+def test_a_one_time_checkout_before_the_customers_id_converts_by_click_and_links_later(
+    make_bridge,
+):
+    """Metadata mode: a paid one-time checkout of a customer whose id is not known converts by
+    its click id at once; the click is linked when the id arrives, so later payments of that
+    customer are attributed too."""
+    bridge = make_bridge(toml=METADATA_MODE)
+    bridge.post(load_fixture("checkout.session.completed.payment"))
+    [(url, sale)] = bridge.run()
+    assert url == BY_CID and sale["cid"] == CLICK and sale["amount"] == {"value": "49.90"}
+    bridge.post(_customer_updated({"user_id": "user-42"}))
+    assert [body.get("cid") for _, body in bridge.run()] == [CLICK]
+    bridge.post(load_fixture("invoice.paid.subscription_cycle"))
+    assert len(_sale(bridge.run(), "user-42")) == 1

@@ -114,6 +114,23 @@ class Link(Base):
     outbox_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("outbox.id"))
 
 
+class PendingLink(Base):
+    """A click id seen on a Stripe customer whose external CID is not known yet (the mapping
+    file's `metadata` or `email` mode): linked once it is (`bridge.payments.adopt_identity`)."""
+
+    __tablename__ = "pending_links"
+    __table_args__ = (
+        UniqueConstraint("stripe_customer_id", "cid", name="uq_pending_links_customer_cid"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    stripe_customer_id: Mapped[str] = mapped_column(String(255))
+    cid: Mapped[str] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(String(40))
+    event_id: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime]
+
+
 class Conversion(Base):
     """One paid object (invoice, payment intent, generic order) that counts once."""
 
