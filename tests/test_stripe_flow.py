@@ -74,6 +74,23 @@ def test_same_event_twice_and_both_invoice_events_convert_once(make_bridge):
     assert bridge.outcome(succeeded["id"]) == "duplicate_payment"
 
 
+def test_a_part_payment_of_an_open_invoice_waits_for_the_invoice_to_be_paid(make_bridge):
+    """`invoice.payment_succeeded` for a payment that leaves the invoice open (Stripe's partial
+    payments) is not the invoice's conversion: counting it would send the part paid and skip the
+    whole invoice's `invoice.paid` as a duplicate."""
+    bridge = make_bridge()
+    bridge.post(load_fixture("checkout.session.completed.subscription"))
+    part = load_fixture("invoice.payment_succeeded.subscription_cycle")
+    invoice = part["data"]["object"]
+    invoice.update(status="open", amount_paid=1000, amount_remaining=invoice["total"] - 1000)
+    bridge.post(part)
+    assert [body for _, body in bridge.run() if "conversionTypeCode" in body] == []
+    assert bridge.outcome(part["id"]).startswith("ignored")
+    bridge.post(load_fixture("invoice.paid.subscription_cycle"))
+    [sale] = [body for _, body in bridge.run() if "conversionTypeCode" in body]
+    assert sale["externalId"] == invoice["id"] and sale["amount"] == {"value": "29"}
+
+
 def test_payment_checkout_with_its_invoice_counts_once(make_bridge):
     bridge = make_bridge()
     checkout = load_fixture("checkout.session.completed.payment")

@@ -61,6 +61,13 @@ def parse_invoice(meta: EventMeta, invoice: sj.JsonObject, cfg: MappingConfig) -
     currency = sj.currency(invoice, "currency")
     if invoice_id is None or currency is None:
         return IgnoredFact(meta, "paid invoice without an id or a currency")
+    status = sj.text(invoice, "status")
+    if meta.event_type.endswith("invoice.payment_succeeded") and status not in (None, "paid"):
+        # A payment that leaves some of the invoice due (Stripe's partial payments) may send
+        # this while the invoice is still open: counting it then would convert the part paid
+        # and skip the whole invoice's `invoice.paid` as a duplicate. (`invoice.paid` itself
+        # says the invoice is paid, whatever a fetched copy's status says.)
+        return IgnoredFact(meta, f"invoice status is {status!r}, not paid yet")
     customer = sj.get(invoice, "customer")
     subscription_metadata = (sj.metadata(invoice, "parent", "subscription_details")
                              or sj.metadata(invoice, "subscription_details")
