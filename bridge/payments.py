@@ -143,13 +143,13 @@ def adopt_identity(session: Session, rt: Runtime, identity: Identity) -> None:
                 session, rt, external_cid=identity.external_cid, cid=waiting.cid,
                 source=waiting.source, event_id=waiting.event_id,
             )  # fmt: skip
-    link = latest_link(session, identity.external_cid)
+    still_held = [conv for conv in held if conv.state == HELD]  # not released by a new link
+    link = latest_link(session, identity.external_cid) if still_held else None
     if link is None:
         return
     now = utcnow()
-    for conv in held:
-        if conv.state == HELD:  # not released by a link just made
-            release_one(session, rt, conv, link.outbox_id, now)
+    for conv in still_held:
+        release_one(session, rt, conv, link.outbox_id, now)
 
 
 def _keep_for_later(
