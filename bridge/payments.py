@@ -7,7 +7,7 @@ and conversion calls.
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from bridge.conversions import HELD, SKIPPED, queue_conversion, release_one
@@ -41,9 +41,6 @@ def apply_payment(
     (`fx`: Stripe's rate from the charge's balance transaction, when it was looked up;
     `made_by_checkout`: Stripe says a payment-mode Checkout created this invoice)."""
     outcome, conv = _decide_and_write(session, rt, fact, coupon_codes, fx, made_by_checkout)
-    identity = session.get(Identity, fact.customer_id) if fact.customer_id else None
-    if identity is not None:
-        adopt_identity(session, rt, identity)
     if conv is not None and conv.state != SKIPPED:
         # A refund or dispute may have been recorded before its payment arrived (Stripe does
         # not order deliveries): bring the new conversion's status in line with it.
@@ -76,12 +73,15 @@ def _decide_and_write(
     if fact.customer_id and fact.click_id and not external_cid:  # converts by click id (below)
         _keep_for_later(session, fact.customer_id, fact.click_id, "checkout", fact.meta)
     if fact.customer_id and external_cid:
-        remember_identity(
+        identity = remember_identity(
             session,
             stripe_customer_id=fact.customer_id,
             external_cid=external_cid,
             email=fact.customer_email,
         )
+        # Clicks and payments that waited for this id go first: this payment's own click, if
+        # it brings one, is then the customer's newest link.
+        adopt_identity(session, rt, identity, this_payment=conv)
     if isinstance(decision, Hold):
         return record_hold(session, rt, fact, known, conv, decision, external_cid), conv
     fill(conv, decision)
@@ -108,22 +108,38 @@ def _decide_and_write(
     return f"converted:{decision.case}", conv
 
 
-def adopt_identity(session: Session, rt: Runtime, identity: Identity) -> None:
+OPTED_OUT = 'metadata trackdesk = "false"'  # as bridge.domain.plan says it
+
+
+def adopt_identity(
+    session: Session, rt: Runtime, identity: Identity, this_payment: Conversion | None = None
+) -> None:
     """What waited for this customer's external CID (the mapping file's `metadata` or `email`
     mode, the id arriving in a later event): its click ids seen meanwhile are linked now, and
     its payments held meanwhile take the external CID, so that those links (or, without one,
-    a link the customer already has) release them. Without this, both waited for good."""
-    held = (
-        session.execute(
-            select(Conversion).where(
+    a link the customer already has) release them. Without this, both waited for good. A
+    customer who opted out gets neither: its held payments are skipped. `this_payment`, the
+    payment being decided, is left to its own decision."""
+    held = [
+        conv
+        for conv in session.execute(
+            select(Conversion)
+            .where(
                 Conversion.state == HELD,
-                Conversion.external_cid.is_(None),
                 Conversion.stripe_customer_id == identity.stripe_customer_id,
             )
+            .order_by(Conversion.id)
+        ).scalars()
+        if conv is not this_payment
+    ]
+    if identity.opted_out:
+        for conv in held:
+            conv.state, conv.reason, conv.hold_until = SKIPPED, OPTED_OUT, None
+        session.execute(
+            delete(PendingLink).where(PendingLink.stripe_customer_id == identity.stripe_customer_id)
         )
-        .scalars()
-        .all()
-    )
+        return
+    held = [conv for conv in held if conv.external_cid is None]
     for conv in held:
         conv.external_cid = identity.external_cid
     session.flush()
@@ -174,11 +190,14 @@ def _keep_for_later(
 def _link_anyway(session: Session, rt: Runtime, fact: PaymentFact, known: Known) -> None:
     """A payment counted already (by another event) may still bring a new click id to link."""
     decision = link_of_a_counted_payment(fact, known, rt.mapping)
-    if not isinstance(decision, Skip):
-        link_customer(
-            session, rt, external_cid=decision.external_cid, cid=decision.cid,
-            source=PROVIDER, event_id=fact.meta.event_id,
-        )  # fmt: skip
+    if isinstance(decision, Skip):
+        if decision.reason == "no_external_cid" and fact.customer_id and fact.click_id:
+            _keep_for_later(session, fact.customer_id, fact.click_id, "checkout", fact.meta)
+        return
+    link_customer(
+        session, rt, external_cid=decision.external_cid, cid=decision.cid,
+        source=PROVIDER, event_id=fact.meta.event_id,
+    )  # fmt: skip
 
 
 def apply_link(session: Session, rt: Runtime, fact: LinkFact, event: Event) -> str:
@@ -196,7 +215,8 @@ def apply_link(session: Session, rt: Runtime, fact: LinkFact, event: Event) -> s
         )
         if fact.source == "customer":
             identity.opted_out = fact.opted_out
-        adopt_identity(session, rt, identity)  # before linking: the link then releases them
+        if identity.opted_out or not fact.opted_out:  # a checkout's own opt-out adopts nothing
+            adopt_identity(session, rt, identity)  # before linking: the link then releases them
     known = Known(
         customer_external_cid=identity.external_cid if identity else None,
         link=stored_link(session, external_cid),

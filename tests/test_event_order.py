@@ -182,3 +182,40 @@ def test_a_one_time_checkout_before_the_customers_id_converts_by_click_and_links
     assert [body.get("cid") for _, body in bridge.run()] == [CLICK]
     bridge.post(load_fixture("invoice.paid.subscription_cycle"))
     assert len(_sale(bridge.run(), "user-42")) == 1
+
+
+def test_a_customer_who_opted_out_meanwhile_has_its_held_payments_skipped(make_bridge):
+    """The id arrives with `trackdesk: "false"`: what waited for it is skipped, not sent, even
+    when the merchant's user id is linked already (a /capture at sign-up) or later."""
+    from bridge.links import link_customer
+
+    bridge = make_bridge(toml=METADATA_MODE)
+    bridge.post(load_fixture("checkout.session.completed.subscription"))  # click kept
+    invoice = load_fixture("invoice.paid.subscription_create")
+    bridge.post(invoice)
+    assert bridge.run() == []
+    bridge.post(_customer_updated({"user_id": "user-42", "trackdesk": "false"}))
+    assert bridge.run() == []
+    with bridge.rt.sessions() as session:
+        link_customer(session, bridge.rt, external_cid="user-42", cid=CLICK, source="capture",
+                      event_id=None)  # fmt: skip
+        session.commit()
+    assert [body.get("conversionTypeCode") for _, body in bridge.run()] == [None]  # link only
+    conv = bridge.conversion(invoice["data"]["object"]["id"])
+    assert (conv.state, conv.reason) == ("skipped", 'metadata trackdesk = "false"')
+
+
+def test_the_click_a_payment_brings_stays_newer_than_one_kept_from_before(make_bridge):
+    """A kept click (checkout before the id) is linked before the click the paying invoice
+    brings with the id, so the newest click is the customer's latest link (last touch)."""
+    newer = "0b1c2d3e-4f50-4617-8293-a4b5c6d7e8f9"
+    bridge = make_bridge(toml=METADATA_MODE)
+    bridge.post(load_fixture("checkout.session.completed.subscription"))  # click kept
+    assert bridge.run() == []
+    invoice = load_fixture("invoice.paid.subscription_create")
+    details = invoice["data"]["object"]["parent"]["subscription_details"]
+    details["metadata"] = {"user_id": "user-42", "trackdesk_cid": newer}
+    bridge.post(invoice)
+    calls = bridge.run()
+    assert [body["cid"] for _, body in calls if "cid" in body] == [CLICK, newer]
+    assert len(_sale(calls, "user-42")) == 1
