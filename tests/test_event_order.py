@@ -219,3 +219,28 @@ def test_the_click_a_payment_brings_stays_newer_than_one_kept_from_before(make_b
     calls = bridge.run()
     assert [body["cid"] for _, body in calls if "cid" in body] == [CLICK, newer]
     assert len(_sale(calls, "user-42")) == 1
+
+
+def test_a_counted_payments_click_waits_for_the_customers_id_too(make_bridge):
+    """The checkout of a payment its invoice already converted (by promotion code) brings a
+    click but not the user id: the click is kept and linked once the id arrives."""
+    bridge = make_bridge(toml=METADATA_MODE)
+    checkout = load_fixture("checkout.session.completed.payment")
+    session = checkout["data"]["object"]
+    session["invoice"] = "in_checkout_made_coupon"
+    invoice = load_fixture("invoice.paid.subscription_cycle.api-2024-06-20")
+    invoice["id"] = "evt_invoice_with_coupon"
+    invoice["data"]["object"].update(
+        id="in_checkout_made_coupon", customer=session["customer"], subscription=None,
+        billing_reason="manual", subscription_details=None,
+        discounts=[{"promotion_code": {"id": "promo_1", "code": "FRIEND10"}}],
+    )  # fmt: skip
+    bridge.post(invoice)
+    [(_, by_coupon)] = bridge.run()
+    assert by_coupon["couponCodes"] == ["FRIEND10"]
+    bridge.post(checkout)
+    assert bridge.run() == []  # counted once; its click waits for the customer's id
+    bridge.post(_customer_updated({"user_id": "user-42"}))
+    assert [body for _, body in bridge.run()] == [
+        {"externalCid": "user-42", "revenueOriginId": "ro-1234", "cid": CLICK}
+    ]
