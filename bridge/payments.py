@@ -7,13 +7,13 @@ and conversion calls.
 
 from __future__ import annotations
 
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bridge.conversions import HELD, SKIPPED, queue_conversion, release_one
-from bridge.db.models import Conversion, Event, Identity, PendingLink, utcnow
+from bridge.conversions import HELD, SKIPPED, queue_conversion
+from bridge.db.models import Conversion, Event, Identity, utcnow
 from bridge.domain.decisions import Hold, Known, Skip
-from bridge.domain.facts import EventMeta, FxInfo, LinkFact, PaymentFact
+from bridge.domain.facts import FxInfo, LinkFact, PaymentFact
 from bridge.domain.plan import (
     decide_link,
     decide_payment,
@@ -23,6 +23,7 @@ from bridge.domain.plan import (
 from bridge.links import latest_link, link_customer, remember_identity
 from bridge.payment_inputs import PROVIDER, known_inputs, stored_link
 from bridge.payment_rows import fill, payment_row, record_hold, record_skip
+from bridge.pending_links import adopt_identity, keep_click
 from bridge.runtime import Runtime
 from bridge.status_sync import sync_status
 
@@ -70,8 +71,8 @@ def _decide_and_write(
             _link_anyway(session, rt, fact, known)
         return record_skip(session, fact, existing, decision), None
     conv = payment_row(session, fact, existing)
-    if fact.customer_id and fact.click_id and not external_cid:  # converts by click id (below)
-        _keep_for_later(session, fact.customer_id, fact.click_id, "checkout", fact.meta)
+    if not external_cid:  # converts by click id if it has one: the click waits for the id
+        keep_click(session, fact, "checkout")
     if fact.customer_id and external_cid:
         identity = remember_identity(
             session,
@@ -108,91 +109,12 @@ def _decide_and_write(
     return f"converted:{decision.case}", conv
 
 
-OPTED_OUT = 'metadata trackdesk = "false"'  # as bridge.domain.plan says it
-
-
-def adopt_identity(
-    session: Session, rt: Runtime, identity: Identity, this_payment: Conversion | None = None
-) -> None:
-    """What waited for this customer's external CID (the mapping file's `metadata` or `email`
-    mode, the id arriving in a later event): its click ids seen meanwhile are linked now, and
-    its payments held meanwhile take the external CID, so that those links (or, without one,
-    a link the customer already has) release them. Without this, both waited for good. A
-    customer who opted out gets neither: its held payments are skipped. `this_payment`, the
-    payment being decided, is left to its own decision."""
-    held = [
-        conv
-        for conv in session.execute(
-            select(Conversion)
-            .where(
-                Conversion.state == HELD,
-                Conversion.stripe_customer_id == identity.stripe_customer_id,
-            )
-            .order_by(Conversion.id)
-        ).scalars()
-        if conv is not this_payment
-    ]
-    if identity.opted_out:
-        for conv in held:
-            conv.state, conv.reason, conv.hold_until = SKIPPED, OPTED_OUT, None
-        session.execute(
-            delete(PendingLink).where(PendingLink.stripe_customer_id == identity.stripe_customer_id)
-        )
-        return
-    held = [conv for conv in held if conv.external_cid is None]
-    for conv in held:
-        conv.external_cid = identity.external_cid
-    session.flush()
-    pending = (
-        session.execute(
-            select(PendingLink)
-            .where(PendingLink.stripe_customer_id == identity.stripe_customer_id)
-            .order_by(PendingLink.id)
-        )
-        .scalars()
-        .all()
-    )
-    for waiting in pending:
-        session.delete(waiting)
-        if not identity.opted_out:
-            link_customer(
-                session, rt, external_cid=identity.external_cid, cid=waiting.cid,
-                source=waiting.source, event_id=waiting.event_id,
-            )  # fmt: skip
-    still_held = [conv for conv in held if conv.state == HELD]  # not released by a new link
-    link = latest_link(session, identity.external_cid) if still_held else None
-    if link is None:
-        return
-    now = utcnow()
-    for conv in still_held:
-        release_one(session, rt, conv, link.outbox_id, now)
-
-
-def _keep_for_later(
-    session: Session, customer_id: str, click_id: str, source: str, meta: EventMeta
-) -> None:
-    """Remember a click id of a customer whose external CID is not known yet (once a pair)."""
-    exists = session.execute(
-        select(PendingLink.id).where(
-            PendingLink.stripe_customer_id == customer_id, PendingLink.cid == click_id
-        )
-    ).first()
-    if exists is None:
-        session.add(
-            PendingLink(
-                stripe_customer_id=customer_id, cid=click_id, source=f"stripe_{source}",
-                event_id=meta.event_id, created_at=utcnow(),
-            )
-        )  # fmt: skip
-        session.flush()
-
-
 def _link_anyway(session: Session, rt: Runtime, fact: PaymentFact, known: Known) -> None:
     """A payment counted already (by another event) may still bring a new click id to link."""
     decision = link_of_a_counted_payment(fact, known, rt.mapping)
     if isinstance(decision, Skip):
-        if decision.reason == "no_external_cid" and fact.customer_id and fact.click_id:
-            _keep_for_later(session, fact.customer_id, fact.click_id, "checkout", fact.meta)
+        if decision.reason == "no_external_cid":
+            keep_click(session, fact, "checkout")
         return
     link_customer(
         session, rt, external_cid=decision.external_cid, cid=decision.cid,
@@ -224,8 +146,7 @@ def apply_link(session: Session, rt: Runtime, fact: LinkFact, event: Event) -> s
     )
     decision = decide_link(fact, known, rt.mapping)
     if isinstance(decision, Skip):
-        if decision.reason == "no_external_cid" and fact.customer_id and fact.click_id:
-            _keep_for_later(session, fact.customer_id, fact.click_id, fact.source, fact.meta)
+        if decision.reason == "no_external_cid" and keep_click(session, fact, fact.source):
             return "link_pending:no_external_cid"
         return f"link_skipped:{decision.reason}"
     link_customer(

@@ -116,7 +116,7 @@ class Link(Base):
 
 class PendingLink(Base):
     """A click id seen on a Stripe customer whose external CID is not known yet (the mapping
-    file's `metadata` or `email` mode): linked once it is (`bridge.payments.adopt_identity`)."""
+    file's `metadata` or `email` mode): linked once it is (`bridge.pending_links`)."""
 
     __tablename__ = "pending_links"
     __table_args__ = (

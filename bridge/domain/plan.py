@@ -29,6 +29,8 @@ __all__ = [
 
 InvoiceCase = Literal["first", "renewal", "change", "other"]
 
+OPTED_OUT = 'metadata trackdesk = "false"'  # why an opted-out customer's payment is skipped
+
 
 def classify_invoice(billing_reason: str | None, has_prior_paid_invoice: bool) -> InvoiceCase:
     """Type an invoice by the bridge's own reading; every billing_reason maps to one."""
@@ -118,7 +120,7 @@ def decide_payment(
 def decide_link(fact: LinkFact, known: Known, cfg: MappingConfig) -> LinkDecision:
     """Send a (customer, click id) pair once; guests, opt-outs and known pairs link nothing."""
     if fact.opted_out or known.customer_opted_out:
-        return Skip("opted_out", 'metadata trackdesk = "false"')
+        return Skip("opted_out", OPTED_OUT)
     if not fact.meta.livemode and cfg.payments.test_mode == "skip":
         return Skip("test_mode", 'test-mode event and payments.test_mode = "skip"')
     if fact.click_id is None:
@@ -153,7 +155,7 @@ def _skip(fact: PaymentFact, known: Known, cfg: MappingConfig) -> Skip | None:
     if not fact.meta.livemode and cfg.payments.test_mode == "skip":
         return Skip("test_mode", 'test-mode payment and payments.test_mode = "skip"')
     if fact.opted_out or known.customer_opted_out:
-        return Skip("opted_out", 'metadata trackdesk = "false"')
+        return Skip("opted_out", OPTED_OUT)
     if (fact.paid_out_of_band or known.paid_out_of_band) and cfg.payments.out_of_band == "skip":
         return Skip("out_of_band", 'invoice paid out of band and payments.out_of_band = "skip"')
     if fact.amount_minor <= 0:
